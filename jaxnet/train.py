@@ -1,0 +1,429 @@
+"""The one training loop: every model (a :class:`jaxnet.models.Classifier`), every dataset.
+
+How an epoch runs, and why:
+
+- The whole (uint8) training set is put on the device(s) once. Each epoch draws a permutation from
+  ``(seed, epoch)`` on the host and sends only the index matrix; batches are gathered inside the jitted
+  code, so no shuffled copy of the data is built per epoch.
+- One compiled call runs ``steps_per_call`` SGD steps with ``lax.scan`` (the MLP runs a whole slice of an
+  epoch per call, with no per-step host work). On XLA:CPU a convolution inside a loop is 10-25x slower
+  (jax-ml/jax#12868), so convolutional models unroll the scan instead (``unroll=True``).
+- The number of steps per call divides the number of full batches, and the last partial batch runs as
+  its own call: two programs in all, each compiled once, whatever the number of epochs.
+- The learning rate lives in the optimizer state (``optax.inject_hyperparams``), so a decay or a new rate
+  on resume changes no compiled program.
+- Data parallel: a 1-D mesh over all local devices; the batch is split across it, params replicated.
+  XLA inserts the gradient all-reduce. One device is the same code path.
+
+After every epoch the state, the metrics and the config go to ``RUN_DIR/checkpoint.msgpack`` (atomically)
+and ``RUN_DIR/metrics.json``; ``resume=True`` continues from the last finished epoch. A NaN or inf loss
+stops the run with :class:`TrainingDiverged`, leaving the last good checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnet import checkpoint, layers
+from jaxnet.cache import atomic_write_bytes
+from jaxnet.models import Classifier
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot work; the message says which value and why."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every hyperparameter of a run. Saved with its checkpoint and metrics; overridable from the CLI."""
+
+    model: str = "two_layer"  # "two_layer" or "cnn"
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    val_size: int | None = None  # default: the dataset's (10k for Fashion-MNIST)
+    train_size: int | None = None  # keep only this many training images (the overfit experiment)
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd", "momentum" or "adam"
+    learning_rate: float = 0.1
+    lr_decay: float = 1.0  # the rate is multiplied by this after every epoch
+    momentum: float = 0.9  # for "momentum"
+    seed: int = 0
+    # two_layer only
+    hidden_dim: int = 256
+    weight_scale: float = 1e-2
+    reg: float = 1e-4
+    # how the loop runs
+    steps_per_call: int = 64  # SGD steps per compiled call (at most; see the module docstring)
+    unroll: bool = False  # unroll those steps instead of looping (True for convolutional models on CPU)
+    train_eval_size: int = 10_000  # train accuracy is measured on this many (fixed) training images
+    eval_batch_size: int = 1000
+
+    def validate(self) -> None:
+        positive = ["epochs", "batch_size", "steps_per_call", "train_eval_size", "eval_batch_size", "hidden_dim"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.reg < 0:
+            raise ConfigError(f"reg must be >= 0, got {self.reg}")
+        if not self.weight_scale > 0:
+            raise ConfigError(f"weight_scale must be positive, got {self.weight_scale}")
+        if self.optimizer not in ("sgd", "momentum", "adam"):
+            raise ConfigError(f"optimizer must be sgd, momentum or adam, got {self.optimizer!r}")
+        if self.model not in MODELS:
+            raise ConfigError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+
+
+class TrainState(struct.PyTreeNode):
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+# --------------------------------------------------------------------------------------------------
+# Models and optimizers from a config
+# --------------------------------------------------------------------------------------------------
+
+
+def _two_layer(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int, mean: float, std: float):
+    from jaxnet.models import two_layer
+
+    return two_layer.classifier(image_shape, num_classes, config.hidden_dim, config.weight_scale, config.reg,
+                                mean=mean, std=std)
+
+
+def _cnn(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int, mean: float, std: float):
+    from jaxnet.models import cnn
+
+    if tuple(image_shape) != tuple(cnn.IMAGE_SHAPE):
+        raise ConfigError(f"the CNN takes {cnn.IMAGE_SHAPE} images; dataset images are {tuple(image_shape)}")
+    return cnn.cnn_classifier(num_classes)
+
+
+#: model name -> builder(config, image_shape, num_classes, pixel mean, pixel std) -> Classifier
+MODELS: dict[str, Callable[..., Classifier]] = {"two_layer": _two_layer, "cnn": _cnn}
+
+
+def build_classifier(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int,
+                     mean: float = 0.0, std: float = 1.0) -> Classifier:
+    """The :class:`Classifier` a config names. ``mean``/``std`` of pixels in [0, 1] normalize the MLP's input."""
+    return MODELS[config.model](config, tuple(image_shape), num_classes, mean, std)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """SGD, SGD with momentum or Adam, with the learning rate held in the state (changing it recompiles nothing)."""
+    if config.optimizer == "adam":
+        return optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
+    momentum = config.momentum if config.optimizer == "momentum" else None
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=config.learning_rate, momentum=momentum)
+
+
+def set_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
+    """Returns ``state`` with a new learning rate (an array in the optimizer state: no recompilation)."""
+    hyperparams = dict(state.opt_state.hyperparams)
+    old = hyperparams["learning_rate"]
+    hyperparams["learning_rate"] = jax.device_put(jnp.asarray(learning_rate, old.dtype), old.sharding)
+    return state.replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
+
+
+# --------------------------------------------------------------------------------------------------
+# Compiled steps
+# --------------------------------------------------------------------------------------------------
+
+
+def init_state(classifier: Classifier, optimizer: optax.GradientTransformation, key: jax.Array) -> TrainState:
+    """Fresh params from ``key`` and a fresh optimizer state."""
+    params = classifier.init(key)
+    return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
+
+
+def _sgd_step(classifier: Classifier, optimizer: optax.GradientTransformation):
+    def step(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, jax.Array]:
+        loss, grads = classifier.loss_and_grads(state.params, classifier.preprocess(images), labels)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params=params, opt_state=opt_state, step=state.step + 1), loss
+
+    return step
+
+
+def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformation):
+    """``step(state, images, labels) -> (state, loss)``, jitted: one update on one batch of uint8 images."""
+    return jax.jit(_sgd_step(classifier, optimizer), donate_argnums=0)
+
+
+def make_train_chunk(classifier: Classifier, optimizer: optax.GradientTransformation, unroll: bool = False):
+    """``chunk(state, images, labels, batch_indices) -> (state, losses)``, jitted.
+
+    Runs one update per row of ``batch_indices`` (K, B), gathering each batch from the device-resident
+    ``images`` (N, H, W, C) uint8 and ``labels`` (N,); returns the K losses.
+    """
+    step = _sgd_step(classifier, optimizer)
+
+    def chunk(state, images, labels, batch_indices):
+        def body(state, indices):
+            return step(state, images[indices], labels[indices])
+
+        steps = batch_indices.shape[0]
+        return jax.lax.scan(body, state, batch_indices, unroll=steps if unroll else 1)
+
+    return jax.jit(chunk, donate_argnums=0)
+
+
+def make_predict(classifier: Classifier):
+    """``predict(params, images) -> predicted class indices``, jitted."""
+    return jax.jit(lambda params, images: jnp.argmax(classifier.apply(params, classifier.preprocess(images)), -1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Devices
+# --------------------------------------------------------------------------------------------------
+
+
+def data_mesh(devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh named ``data`` over ``devices`` (default: all local devices of the default backend)."""
+    devices = jax.local_devices() if devices is None else devices
+    return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
+def _batch_sharding(mesh: jax.sharding.Mesh, batch_size: int, batch_axis: int = 0) -> NamedSharding:
+    """Splits axis ``batch_axis`` across the mesh when it divides evenly, else replicates."""
+    if batch_size % mesh.size:
+        return NamedSharding(mesh, P())
+    spec = [None] * (batch_axis + 1)
+    spec[batch_axis] = "data"
+    return NamedSharding(mesh, P(*spec))
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def accuracy(predict, params, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000,
+             mesh: jax.sharding.Mesh | None = None) -> float:
+    """Fraction of ``images`` whose predicted class equals ``labels``. The last batch is padded, so one
+    compiled shape serves every batch."""
+    n = len(images)
+    if n == 0:
+        return float("nan")
+    mesh = mesh or data_mesh()
+    batch_size = min(batch_size, n)
+    batch_size += (-batch_size) % mesh.size
+    sharding = _batch_sharding(mesh, batch_size)
+    correct = 0
+    for start in range(0, n, batch_size):
+        batch = images[start:start + batch_size]
+        size = len(batch)
+        if size < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
+        predicted = np.asarray(predict(params, jax.device_put(batch, sharding)))[:size]
+        correct += int((predicted == labels[start:start + size]).sum())
+    return correct / n
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def _steps_per_call(num_full_batches: int, limit: int) -> int:
+    """The largest divisor of ``num_full_batches`` not above ``limit``: every call has the same shape."""
+    if num_full_batches == 0:
+        return 1
+    return max(d for d in range(1, min(limit, num_full_batches) + 1) if num_full_batches % d == 0)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`fit` returns: the trained params and everything recorded."""
+
+    params: Any
+    metrics: dict[str, Any]
+    classifier: Classifier
+    run_dir: Path
+
+
+def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool = False,
+        progress: bool = True, mesh: jax.sharding.Mesh | None = None,
+        on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
+    """Trains ``config.model`` on ``config.dataset``; writes checkpoint and metrics into ``run_dir``.
+
+    Args:
+      config: the hyperparameters.
+      run_dir: output folder (created). Holds ``checkpoint.msgpack`` and ``metrics.json``.
+      dataset: a loaded :class:`jaxnet.data.Dataset`, to skip loading (experiments that train many
+        models load it once); default: ``load_dataset`` from the config.
+      resume: continue from ``run_dir``'s checkpoint (its model config must match).
+      progress: show a progress bar with the running loss.
+      mesh: devices to train on (default: all local devices).
+      on_epoch: called after each epoch with ``(epoch, metrics)``.
+    """
+    from jaxnet import data as data_lib
+
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if dataset is None:
+        dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
+                                        train_size=config.train_size, seed=config.seed)
+    layers.check_labels(dataset.y_train, dataset.num_classes)
+    mesh = mesh or data_mesh()
+    if config.batch_size % mesh.size:
+        raise ConfigError(f"batch_size {config.batch_size} must be a multiple of the number of devices ({mesh.size})")
+
+    pixels = dataset.x_train.astype(np.float32) / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    del pixels
+    classifier = build_classifier(config, dataset.image_shape, dataset.num_classes, mean, std)
+    optimizer = make_optimizer(config)
+    key = jax.random.key(config.seed)
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(init_state(classifier, optimizer, jax.random.fold_in(key, 0)), replicated)
+    meta = {"model": classifier.name, "model_config": classifier.config, "config": dataclasses.asdict(config)}
+
+    metrics: dict[str, Any] = {"config": dataclasses.asdict(config), "model": classifier.name,
+                               "model_config": classifier.config, "loss": [], "train_accuracy": [],
+                               "val_accuracy": [], "learning_rate": [], "epoch_seconds": [],
+                               "devices": [str(d) for d in mesh.devices.flat]}
+    start_epoch = 0
+    ckpt_file = run_dir / checkpoint.CHECKPOINT_NAME
+    if resume:
+        if not ckpt_file.exists():
+            raise checkpoint.CheckpointError(f"--resume: {run_dir} has no {checkpoint.CHECKPOINT_NAME} to resume from")
+        restored, saved_meta = checkpoint.restore(ckpt_file, jax.device_get(state), classifier.name, classifier.config)
+        state = jax.device_put(restored, replicated)
+        metrics.update({k: saved_meta["metrics"][k] for k in ("loss", "train_accuracy", "val_accuracy",
+                                                                   "learning_rate", "epoch_seconds")})
+        start_epoch = saved_meta["epoch"] + 1
+
+    # The data, once, on every device; batches are gathered on the device.
+    train_images = jax.device_put(dataset.x_train, replicated)
+    train_labels = jax.device_put(dataset.y_train.astype(np.int32), replicated)
+    rng = np.random.default_rng(config.seed)
+    eval_count = min(config.train_eval_size, len(dataset.x_train))
+    eval_subset = np.sort(rng.choice(len(dataset.x_train), eval_count, replace=False))
+
+    n = len(dataset.x_train)
+    full_batches, partial = divmod(n, config.batch_size)
+    per_call = _steps_per_call(full_batches, config.steps_per_call)
+    chunk = make_train_chunk(classifier, optimizer, unroll=config.unroll)
+    predict = make_predict(classifier)
+    index_sharding = _batch_sharding(mesh, config.batch_size, batch_axis=1)
+    partial_sharding = _batch_sharding(mesh, partial, batch_axis=1)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(config.epochs - start_epoch) * (full_batches + (partial > 0)), unit="step",
+                   dynamic_ncols=True, leave=True)
+    running = None
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            lr = config.learning_rate * config.lr_decay**epoch
+            state = set_learning_rate(state, lr)
+            order = np.random.default_rng([config.seed, epoch]).permutation(n).astype(np.int32)
+            calls = [(order[:full_batches * config.batch_size].reshape(-1, per_call, config.batch_size), index_sharding)]
+            if partial:
+                calls.append((order[full_batches * config.batch_size:].reshape(1, 1, partial), partial_sharding))
+            epoch_losses = []
+            for blocks, sharding in calls:
+                for block in blocks:
+                    state, losses = chunk(state, train_images, train_labels, jax.device_put(block, sharding))
+                    losses = np.asarray(losses)
+                    if not np.all(np.isfinite(losses)):
+                        bad = len(metrics["loss"]) + len(epoch_losses) + int(np.argmin(np.isfinite(losses)))
+                        raise TrainingDiverged(
+                            f"the loss became {losses[~np.isfinite(losses)][0]} at iteration {bad} (epoch {epoch + 1}); "
+                            f"training stopped. The last good checkpoint "
+                            f"({'epoch ' + str(epoch) if epoch > 0 else 'none yet'}) is kept in {run_dir}. "
+                            f"Try a smaller learning rate (now {lr:g}) or weight scale."
+                        )
+                    epoch_losses.extend(losses.tolist())
+                    if bar is not None:
+                        running = losses.mean() if running is None else 0.9 * running + 0.1 * losses.mean()
+                        bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{running:.4f}", refresh=False)
+                        bar.update(len(losses))
+            params = state.params
+            train_acc = accuracy(predict, params, dataset.x_train[eval_subset], dataset.y_train[eval_subset],
+                                 config.eval_batch_size, mesh)
+            val_acc = accuracy(predict, params, dataset.x_val, dataset.y_val, config.eval_batch_size, mesh)
+            metrics["loss"].extend(epoch_losses)
+            metrics["train_accuracy"].append(train_acc)
+            metrics["val_accuracy"].append(val_acc)
+            metrics["learning_rate"].append(lr)
+            metrics["epoch_seconds"].append(time.perf_counter() - started)
+            checkpoint.save(ckpt_file, state, {**meta, "epoch": epoch, "metrics": metrics})
+            _write_json(run_dir / "metrics.json", metrics)
+            if bar is not None:
+                bar.write(f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(epoch_losses):.4f}, "
+                          f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+    finally:
+        if bar is not None:
+            bar.close()
+    return RunResult(params=state.params, metrics=metrics, classifier=classifier, run_dir=run_dir)
+
+
+def load_run(run_dir_or_checkpoint: str | Path) -> tuple[Classifier, Any, dict[str, Any]]:
+    """Loads a trained model: returns ``(classifier, params, meta)`` from a run folder or checkpoint file."""
+    path = checkpoint.checkpoint_path(run_dir_or_checkpoint)
+    meta, _ = checkpoint.read_meta(path)
+    config = TrainConfig(**meta["config"])
+    model_config = meta["model_config"]
+    classifier = build_classifier(config, tuple(model_config.get("input_shape", (28, 28, 1))),
+                                  model_config["num_classes"], model_config.get("mean", 0.0),
+                                  model_config.get("std", 1.0))
+    template = jax.eval_shape(lambda: init_state(classifier, make_optimizer(config), jax.random.key(0)))
+    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
+    state, meta = checkpoint.restore(path, template, classifier.name, classifier.config)
+    return classifier, state.params, meta
+
+
+def evaluate_run(run_dir_or_checkpoint: str | Path, split: str = "test", dataset=None,
+                 record: bool = True) -> float:
+    """Accuracy of a trained run on ``split`` ("test" or "val") of its dataset; recorded in metrics.json."""
+    from jaxnet import data as data_lib
+
+    classifier, params, meta = load_run(run_dir_or_checkpoint)
+    config = TrainConfig(**meta["config"])
+    if dataset is None:
+        dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
+                                        train_size=config.train_size, seed=config.seed)
+    images, labels = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_val, dataset.y_val)
+    acc = accuracy(make_predict(classifier), params, images, labels, config.eval_batch_size)
+    metrics_file = checkpoint.checkpoint_path(run_dir_or_checkpoint).parent / "metrics.json"
+    if record and metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+        metrics[f"{split}_accuracy"] = acc
+        _write_json(metrics_file, metrics)
+    return acc
