@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -42,6 +43,89 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = report.write_report(Path(args.out), args.parts, quick=args.quick)
     print(f"wrote {path}")
     return 0
+
+
+# Flags of `jaxnet train` -> TrainConfig fields. None leaves the model's default (jaxnet.configs).
+_TRAIN_FLAGS = {
+    "dataset": ("--dataset", str, "dataset name: fashion_mnist, cifar10 or a tensorflow-datasets name"),
+    "data_dir": ("--data-dir", str, "folder with the dataset's files (else the default place or env variable)"),
+    "epochs": ("--epochs", int, "number of epochs"),
+    "batch_size": ("--batch-size", int, "batch size"),
+    "learning_rate": ("--lr", float, "learning rate"),
+    "lr_decay": ("--lr-decay", float, "learning rate multiplier after every epoch, in (0, 1]"),
+    "optimizer": ("--optimizer", str, "sgd, momentum or adam"),
+    "momentum": ("--momentum", float, "momentum (with --optimizer momentum)"),
+    "reg": ("--reg", float, "L2 regularization strength on the weights (two-layer)"),
+    "hidden_dim": ("--hidden-dim", int, "hidden layer width (two-layer)"),
+    "weight_scale": ("--weight-scale", float, "std of the initial weights (two-layer)"),
+    "val_size": ("--val-size", int, "training images held out for validation"),
+    "train_size": ("--train-size", int, "train on only this many images"),
+    "seed": ("--seed", int, "seed of every random choice"),
+}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from jaxnet import configs, data, plots, train
+    from jaxnet.checkpoint import CheckpointError
+
+    config = configs.PRESETS[args.model]()
+    overrides = {field: getattr(args, field) for field in _TRAIN_FLAGS if getattr(args, field) is not None}
+    config = dataclasses.replace(config, **overrides)
+    try:
+        config.validate()
+        result = train.fit(config, args.out, resume=args.resume, progress=not args.no_progress)
+    except (train.ConfigError, data.DataError, CheckpointError) as error:
+        raise UserError(str(error)) from None
+    except train.TrainingDiverged as error:
+        print(f"jaxnet train: {error}", file=sys.stderr)
+        return 1
+    paths = plots.plot_training(result.metrics, Path(args.out) / "training.png", title=f"{args.model} on {config.dataset}")
+    print(f"final: train acc {result.metrics['train_accuracy'][-1]:.4f}, "
+          f"val acc {result.metrics['val_accuracy'][-1]:.4f}")
+    print(f"wrote {Path(args.out) / 'checkpoint.msgpack'}, {Path(args.out) / 'metrics.json'}, "
+          f"{', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from jaxnet import data, train
+    from jaxnet.checkpoint import CheckpointError
+
+    try:
+        acc = train.evaluate_run(args.run, split=args.split)
+    except (CheckpointError, data.DataError) as error:
+        raise UserError(str(error)) from None
+    print(f"{args.split} accuracy: {acc:.4f}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from jaxnet import images, train
+    from jaxnet.checkpoint import CheckpointError
+
+    try:
+        classifier, params, meta = train.load_run(args.run)
+    except CheckpointError as error:
+        raise UserError(str(error)) from None
+    loaded = images.load_grayscale_28(args.images)
+    for message in loaded.warnings.values():
+        print(f"warning: {message}", file=sys.stderr)
+    names = meta.get("class_names") or [str(i) for i in range(meta["model_config"]["num_classes"])]
+    readable = [p for p in args.images if p not in loaded.errors]
+    if readable:
+        scores = np.asarray(classifier.apply(params, classifier.preprocess(loaded.images)))
+        for path, row in zip(readable, scores):
+            probs = np.exp(row - row.max())
+            probs /= probs.sum()
+            best = int(probs.argmax())
+            print(f"{path}: {best} {names[best]} ({probs[best]:.3f})")
+    for message in loaded.errors.values():
+        print(f"error: {message}", file=sys.stderr)
+    return 1 if loaded.errors else 0
 
 
 def _passes(result, dtype_name: str, tolerance: float) -> bool:
@@ -93,6 +177,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes: a few minutes in all")
     p.add_argument("parts", nargs="*", metavar="PART", help="parts to run (default: all)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "train",
+        help="train the two-layer net or the CNN; writes checkpoint, metrics.json and a plot",
+        description="Trains a model with the one training loop. Unset flags keep the model's defaults "
+        "(jaxnet/configs.py). Interrupted runs continue with --resume.",
+    )
+    p.add_argument("model", choices=["two-layer", "cnn"])
+    for field, (flag, kind, text) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    p.add_argument("--out", required=True, help="run folder for checkpoint.msgpack, metrics.json and plots")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="print the test accuracy of a trained run",
+                       description="Loads RUN (a run folder or its checkpoint.msgpack) and measures its accuracy.")
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="default: %(default)s")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="classify 28x28 grayscale images with a trained run",
+                       description="Other sizes and colour images are converted, with a warning. A file that "
+                       "cannot be read is reported and the others are still classified (exit status 1).")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=_cmd_predict)
 
     return parser
 

@@ -306,7 +306,8 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     key = jax.random.key(config.seed)
     replicated = NamedSharding(mesh, P())
     state = jax.device_put(init_state(classifier, optimizer, jax.random.fold_in(key, 0)), replicated)
-    meta = {"model": classifier.name, "model_config": classifier.config, "config": dataclasses.asdict(config)}
+    meta = {"model": classifier.name, "model_config": classifier.config, "config": dataclasses.asdict(config),
+            "class_names": list(dataset.class_names)}
 
     metrics: dict[str, Any] = {"config": dataclasses.asdict(config), "model": classifier.name,
                                "model_config": classifier.config, "loss": [], "train_accuracy": [],

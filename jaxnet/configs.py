@@ -1,0 +1,27 @@
+"""Default hyperparameters per model, like Flax's ``configs/default.py``; the CLI overrides single fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxnet.train import TrainConfig
+
+
+def two_layer() -> TrainConfig:
+    """The two-layer net on Fashion-MNIST: chosen by ``experiments/two_layer.py``'s search (see its report)."""
+    return TrainConfig(model="two_layer", optimizer="sgd", learning_rate=0.1, lr_decay=0.95, batch_size=128,
+                       epochs=20, hidden_dim=512, weight_scale=1e-2, reg=1e-4, steps_per_call=64)
+
+
+def two_layer_overfit() -> TrainConfig:
+    """1000 training images, no regularization: memorized, while validation accuracy stays far below."""
+    return dataclasses.replace(two_layer(), train_size=1000, reg=0.0, lr_decay=1.0, epochs=60, batch_size=50)
+
+
+def cnn() -> TrainConfig:
+    """The assignment's CNN: Adam, batch 64, unrolled steps (convolutions inside loops are slow on XLA:CPU)."""
+    return TrainConfig(model="cnn", optimizer="adam", learning_rate=1e-3, lr_decay=0.8, batch_size=64,
+                       epochs=15, steps_per_call=8, unroll=True)
+
+
+PRESETS = {"two-layer": two_layer, "cnn": cnn}
