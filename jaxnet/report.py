@@ -30,8 +30,15 @@ def gradcheck_part(out_dir: Path, quick: bool) -> str:
     return "\n\n".join(sections)
 
 
+def two_layer_part(out_dir: Path, quick: bool) -> str:
+    from jaxnet import runs
+
+    return runs.two_layer_experiment(out_dir / "two_layer", quick=quick).replace("](two_layer_", "](two_layer/two_layer_")
+
+
 PARTS: dict[str, tuple[str, Part]] = {
     "gradcheck": ("Parts 1-2: computational graphs and layers, gradient checks", gradcheck_part),
+    "two_layer": ("Parts 3-4: two-layer net trained with the hand-written gradients", two_layer_part),
 }
 
 

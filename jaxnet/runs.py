@@ -1,0 +1,116 @@
+"""Experiment recipes shared by the scripts in ``experiments/`` and the main job (``jaxnet report``).
+
+- :func:`search`: a grid search on the validation set, one short run per grid point.
+- :func:`two_layer_experiment`: the assignment's part 4 end to end: search, best model trained in full and
+  tested once, overfit model; returns the markdown section with plots and tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from jaxnet import configs, plots, train
+from jaxnet.train import TrainConfig
+
+#: The two-layer search grid (learning rate, hidden width, L2 strength).
+TWO_LAYER_GRID = {"learning_rate": [0.03, 0.1, 0.2], "hidden_dim": [256, 512], "reg": [1e-4, 1e-3]}
+TWO_LAYER_QUICK_GRID = {"learning_rate": [0.03, 0.1], "hidden_dim": [256], "reg": [1e-4]}
+
+
+def search(base: TrainConfig, grid: dict[str, list[Any]], out_dir: Path, dataset, epochs: int,
+           progress: bool = False) -> list[dict[str, Any]]:
+    """Trains ``base`` for ``epochs`` at every point of ``grid``; returns rows sorted by best val accuracy."""
+    names = list(grid)
+    rows = []
+    for i, values in enumerate(itertools.product(*(grid[n] for n in names))):
+        point = dict(zip(names, values))
+        config = dataclasses.replace(base, epochs=epochs, **point)
+        result = train.fit(config, out_dir / f"point-{i:02d}", dataset=dataset, progress=progress)
+        val = result.metrics["val_accuracy"]
+        rows.append({**point, "val_accuracy": max(val), "final_val_accuracy": val[-1],
+                     "train_accuracy": result.metrics["train_accuracy"][-1]})
+        print(f"   search {i + 1}: {point} -> val {max(val):.4f}", flush=True)
+    rows.sort(key=lambda r: -r["val_accuracy"])
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(column, value):
+        if "accuracy" in column:
+            return f"{value:.4f}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(c, row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _hyperparameters(config: TrainConfig) -> str:
+    fields = ["epochs", "batch_size", "optimizer", "learning_rate", "lr_decay", "hidden_dim", "weight_scale", "reg",
+              "train_size", "seed"]
+    return ", ".join(f"{f} = {getattr(config, f)}" for f in fields if getattr(config, f) is not None)
+
+
+def two_layer_experiment(out_dir: Path, quick: bool = False, dataset_name: str = "fashion_mnist",
+                         data_dir: str | None = None, progress: bool = False) -> str:
+    """Search, best model (tested once) and overfit model for the two-layer net; returns markdown.
+
+    Writes under ``out_dir``: ``search/``, ``best/`` and ``overfit/`` run folders, ``two_layer_best.png``
+    and ``two_layer_overfit.png`` (and PDFs), ``two_layer_search.json``.
+    """
+    from jaxnet import data
+
+    out_dir = Path(out_dir)
+    base = dataclasses.replace(configs.two_layer(), dataset=dataset_name, data_dir=data_dir)
+    dataset = data.load_dataset(dataset_name, data_dir=data_dir, seed=base.seed)
+
+    grid = TWO_LAYER_QUICK_GRID if quick else TWO_LAYER_GRID
+    rows = search(base, grid, out_dir / "search", dataset, epochs=2 if quick else 5, progress=progress)
+    (out_dir / "two_layer_search.json").write_text(json.dumps(rows, indent=1))
+    chosen = {k: rows[0][k] for k in grid}
+    best_config = dataclasses.replace(base, epochs=5 if quick else base.epochs, **chosen)
+    best = train.fit(best_config, out_dir / "best", dataset=dataset, progress=progress)
+    test_accuracy = train.evaluate_run(out_dir / "best", "test", dataset=dataset)  # measured once, here
+    plots.plot_training(best.metrics, out_dir / "two_layer_best.png", title=f"two-layer net, best model ({dataset_name})")
+
+    overfit_config = dataclasses.replace(configs.two_layer_overfit(), dataset=dataset_name, data_dir=data_dir,
+                                         **({"epochs": 30} if quick else {}))
+    small = data.load_dataset(dataset_name, data_dir=data_dir, train_size=overfit_config.train_size,
+                              seed=overfit_config.seed)
+    overfit = train.fit(overfit_config, out_dir / "overfit", dataset=small, progress=progress)
+    plots.plot_training(overfit.metrics, out_dir / "two_layer_overfit.png",
+                        title=f"two-layer net, overfit on {overfit_config.train_size} images ({dataset_name})")
+
+    search_columns = [*grid, "val_accuracy", "train_accuracy"]
+    m_best, m_over = best.metrics, overfit.metrics
+    return "\n".join([
+        f"### Hyperparameter search ({dataset_name}, validation set of {len(dataset.x_val)} images)",
+        "",
+        f"Grid search, {2 if quick else 5} epochs per point, other settings as the best model below; "
+        "best validation accuracy over the epochs. Sorted best first.",
+        "",
+        _table(rows, search_columns),
+        "",
+        "### Best model",
+        "",
+        f"Hyperparameters: {_hyperparameters(best_config)}.",
+        "",
+        f"Final train accuracy {m_best['train_accuracy'][-1]:.4f}, validation accuracy {m_best['val_accuracy'][-1]:.4f}, "
+        f"**test accuracy {test_accuracy:.4f}** (measured once, on the {len(dataset.x_test)} test images).",
+        "",
+        "![two-layer best model](two_layer_best.png)",
+        "",
+        "### Overfit model",
+        "",
+        f"Hyperparameters: {_hyperparameters(overfit_config)}.",
+        "",
+        f"Train accuracy {m_over['train_accuracy'][-1]:.4f} on its {overfit_config.train_size} training images, "
+        f"validation accuracy {m_over['val_accuracy'][-1]:.4f}: it memorized the training set.",
+        "",
+        "![two-layer overfit model](two_layer_overfit.png)",
+    ])
