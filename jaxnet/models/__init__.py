@@ -27,7 +27,8 @@ class Classifier:
         The two-layer net computes them with its hand-written backward pass; Flax models with ``jax.grad``.
       preprocess: ``preprocess(images) -> x``: uint8 images (N, H, W, C) to the model's float input.
         Runs inside the jitted step, so the dataset stays uint8 on the device.
-      config: the architecture's hyperparameters (JSON-serializable), saved with checkpoints.
+      config: what defines the architecture and its input (JSON-serializable), saved with checkpoints; a
+        checkpoint whose config differs is refused on resume. Training settings do not belong here.
     """
 
     name: str

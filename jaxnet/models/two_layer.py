@@ -80,6 +80,7 @@ def classifier(input_shape: tuple[int, ...], num_classes: int, hidden_dim: int =
         apply=lambda params, x: forward(params, x)[0],
         loss_and_grads=lambda params, x, y: training_step(params, x, y, reg),
         preprocess=preprocess,
+        # The architecture and its input normalization; training settings (reg, weight_scale) live in TrainConfig.
         config={"input_shape": list(input_shape), "num_classes": num_classes, "hidden_dim": hidden_dim,
-                "weight_scale": weight_scale, "reg": reg, "mean": mean, "std": std},
+                "mean": mean, "std": std},
     )
