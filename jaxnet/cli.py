@@ -128,6 +128,34 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if loaded.errors else 0
 
 
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import json
+
+    from jaxnet import hub
+    from jaxnet.hub import classify, figure
+
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    if args.figure and Path(args.figure).suffix.lower().lstrip(".") not in figure.FORMATS:
+        raise UserError(f"--figure {args.figure}: use a .png, .jpg, .pdf or .svg file name")
+    try:
+        model = hub.load(args.model)
+    except hub.HubError as error:
+        raise UserError(str(error)) from None
+    results = classify.classify_files(model, args.images, top=args.top)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print(classify.format_results(results))
+    failed = [r for r in results if r.error is not None]
+    for result in failed if not args.json else []:
+        print(f"error: {result.error}", file=sys.stderr)
+    if args.figure and len(failed) < len(results):
+        path = figure.plot_classifications(results, model.preprocessing, args.figure, top=min(args.top, 5))
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    return 1 if failed else 0
+
+
 def _passes(result, dtype_name: str, tolerance: float) -> bool:
     # In float32 finite differences are too coarse to hold to a tolerance (see jaxnet.gradcheck).
     error = result.max_error if dtype_name == "float64" else result.vjp_error
@@ -204,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("classify", help="classify photos with a pretrained ImageNet model (jaxnet.hub)",
+                       description="Prints the top classes of each image with their probabilities. A file that "
+                       "cannot be read is reported and the others are still classified (exit status 1).")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default="efficientnet_lite0",
+                   help="efficientnet_lite0 (offline) or squeezenet1_1 (downloaded once) (default: %(default)s)")
+    p.add_argument("--top", type=int, default=5, help="classes shown per image (default: %(default)s)")
+    p.add_argument("--figure", metavar="FILE", help="also draw each image beside a bar chart of its top 5")
+    p.add_argument("--json", action="store_true",
+                   help='print JSON: per image its "path" and "predictions" [{"index", "name", "probability"}], '
+                   'or an "error"')
+    p.set_defaults(func=_cmd_classify)
 
     return parser
 
