@@ -256,6 +256,20 @@ def _steps_per_call(num_full_batches: int, limit: int) -> int:
     return max(d for d in range(1, min(limit, num_full_batches) + 1) if num_full_batches % d == 0)
 
 
+def epoch_blocks(order: np.ndarray, batch_size: int, steps_per_call: int) -> list[np.ndarray]:
+    """Splits an epoch's permutation into index blocks, one compiled call each.
+
+    Full batches come as (K, B) blocks with K = the largest divisor of the number of full batches not above
+    ``steps_per_call``; a partial last batch comes as one (1, r) block. Two shapes in all, every epoch.
+    """
+    full_batches, partial = divmod(len(order), batch_size)
+    per_call = _steps_per_call(full_batches, steps_per_call)
+    blocks = list(order[:full_batches * batch_size].reshape(-1, per_call, batch_size))
+    if partial:
+        blocks.append(order[full_batches * batch_size:].reshape(1, partial))
+    return blocks
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
 
@@ -332,18 +346,15 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     eval_subset = np.sort(rng.choice(len(dataset.x_train), eval_count, replace=False))
 
     n = len(dataset.x_train)
-    full_batches, partial = divmod(n, config.batch_size)
-    per_call = _steps_per_call(full_batches, config.steps_per_call)
     chunk = make_train_chunk(classifier, optimizer, unroll=config.unroll)
     predict = make_predict(classifier)
-    index_sharding = _batch_sharding(mesh, config.batch_size, batch_axis=1)
-    partial_sharding = _batch_sharding(mesh, partial, batch_axis=1)
+    steps_per_epoch = len(epoch_blocks(np.zeros(n, np.int32), config.batch_size, 1))
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=(config.epochs - start_epoch) * (full_batches + (partial > 0)), unit="step",
+        bar = tqdm(total=(config.epochs - start_epoch) * steps_per_epoch, unit="step",
                    dynamic_ncols=True, leave=True)
     running = None
     try:
@@ -352,27 +363,24 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             lr = config.learning_rate * config.lr_decay**epoch
             state = set_learning_rate(state, lr)
             order = np.random.default_rng([config.seed, epoch]).permutation(n).astype(np.int32)
-            calls = [(order[:full_batches * config.batch_size].reshape(-1, per_call, config.batch_size), index_sharding)]
-            if partial:
-                calls.append((order[full_batches * config.batch_size:].reshape(1, 1, partial), partial_sharding))
             epoch_losses = []
-            for blocks, sharding in calls:
-                for block in blocks:
-                    state, losses = chunk(state, train_images, train_labels, jax.device_put(block, sharding))
-                    losses = np.asarray(losses)
-                    if not np.all(np.isfinite(losses)):
-                        bad = len(metrics["loss"]) + len(epoch_losses) + int(np.argmin(np.isfinite(losses)))
-                        raise TrainingDiverged(
-                            f"the loss became {losses[~np.isfinite(losses)][0]} at iteration {bad} (epoch {epoch + 1}); "
-                            f"training stopped. The last good checkpoint "
-                            f"({'epoch ' + str(epoch) if epoch > 0 else 'none yet'}) is kept in {run_dir}. "
-                            f"Try a smaller learning rate (now {lr:g}) or weight scale."
-                        )
-                    epoch_losses.extend(losses.tolist())
-                    if bar is not None:
-                        running = losses.mean() if running is None else 0.9 * running + 0.1 * losses.mean()
-                        bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{running:.4f}", refresh=False)
-                        bar.update(len(losses))
+            for block in epoch_blocks(order, config.batch_size, config.steps_per_call):
+                sharding = _batch_sharding(mesh, block.shape[1], batch_axis=1)
+                state, losses = chunk(state, train_images, train_labels, jax.device_put(block, sharding))
+                losses = np.asarray(losses)
+                if not np.all(np.isfinite(losses)):
+                    bad = len(metrics["loss"]) + len(epoch_losses) + int(np.argmin(np.isfinite(losses)))
+                    raise TrainingDiverged(
+                        f"the loss became {losses[~np.isfinite(losses)][0]} at iteration {bad} (epoch {epoch + 1}); "
+                        f"training stopped. The last good checkpoint "
+                        f"({'epoch ' + str(epoch) if epoch > 0 else 'none yet'}) is kept in {run_dir}. "
+                        f"Try a smaller learning rate (now {lr:g}) or weight scale."
+                    )
+                epoch_losses.extend(losses.tolist())
+                if bar is not None:
+                    running = losses.mean() if running is None else 0.9 * running + 0.1 * losses.mean()
+                    bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{running:.4f}", refresh=False)
+                    bar.update(len(losses))
             params = state.params
             train_acc = accuracy(predict, params, dataset.x_train[eval_subset], dataset.y_train[eval_subset],
                                  config.eval_batch_size, mesh)
