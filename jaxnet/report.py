@@ -36,9 +36,16 @@ def two_layer_part(out_dir: Path, quick: bool) -> str:
     return runs.two_layer_experiment(out_dir / "two_layer", quick=quick).replace("](two_layer_", "](two_layer/two_layer_")
 
 
+def pretrained_part(out_dir: Path, quick: bool) -> str:
+    from jaxnet.hub import report
+
+    return report.pretrained_part(out_dir, quick)
+
+
 PARTS: dict[str, tuple[str, Part]] = {
     "gradcheck": ("Parts 1-2: computational graphs and layers, gradient checks", gradcheck_part),
     "two_layer": ("Parts 3-4: two-layer net trained with the hand-written gradients", two_layer_part),
+    "pretrained": ("Part 6: a pretrained ImageNet classifier (EfficientNet-Lite0 in Flax) on photos", pretrained_part),
 }
 
 
