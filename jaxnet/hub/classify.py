@@ -69,7 +69,8 @@ def logits(model: Pretrained, images) -> jax.Array:
 def probabilities(model: Pretrained, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Class probabilities (N, classes) of prepared uint8 images, in batches of ``min(batch_size, N)``.
 
-    The last batch is padded with blank images to the same size, so there is one compiled shape.
+    The last batch is padded with blank images to the same size, so there is one compiled shape; the
+    softmax runs on the host, in float64.
     """
     images = np.asarray(images, dtype=np.uint8)
     n = len(images)
@@ -83,8 +84,10 @@ def probabilities(model: Pretrained, images: Sequence[np.ndarray] | np.ndarray, 
         chunk = images[start : start + batch]
         if len(chunk) < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)])
-        out.append(jax.nn.softmax(logits(model, chunk), axis=-1))
-    return np.asarray(jnp.concatenate(out))[:n]
+        out.append(np.asarray(logits(model, chunk), np.float64))
+    scores = np.concatenate(out)[:n]
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def top_k(model: Pretrained, probs: np.ndarray, k: int = 5) -> tuple[Prediction, ...]:
