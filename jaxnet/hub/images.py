@@ -71,7 +71,7 @@ def read_rgb(path: str | os.PathLike) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB: alpha composited onto white, 16/32-bit grey scaled to 0-255."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        image = Image.fromarray(_grey_to_uint8(np.asarray(image), image.mode), mode="L")
+        image = Image.fromarray(_grey_to_uint8(np.asarray(image), image.mode))  # 2-D uint8: mode L
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("LA", "La", "PA", "RGBa"):
