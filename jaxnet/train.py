@@ -8,8 +8,8 @@ How an epoch runs, and why:
 - One compiled call runs ``steps_per_call`` SGD steps with ``lax.scan`` (the MLP runs a whole slice of an
   epoch per call, with no per-step host work). On XLA:CPU a convolution inside a loop is 10-25x slower
   (jax-ml/jax#12868), so convolutional models unroll the scan instead (``unroll=True``).
-- The number of steps per call divides the number of full batches, and the last partial batch runs as
-  its own call: two programs in all, each compiled once, whatever the number of epochs.
+- Full batches run ``steps_per_call`` at a time, the leftover full batches in one shorter call and the
+  partial last batch in its own: at most three programs, each compiled once, whatever the number of epochs.
 - The learning rate lives in the optimizer state (``optax.inject_hyperparams``), so a decay or a new rate
   on resume changes no compiled program.
 - Data parallel: a 1-D mesh over all local devices; the batch is split across it, params replicated.
@@ -183,11 +183,18 @@ def make_train_chunk(classifier: Classifier, optimizer: optax.GradientTransforma
     step = _sgd_step(classifier, optimizer)
 
     def chunk(state, images, labels, batch_indices):
+        if unroll or batch_indices.shape[0] == 1:
+            # Straight-line code, no loop: XLA:CPU lays out convolutions for speed only outside loops.
+            losses = []
+            for indices in batch_indices:
+                state, loss = step(state, images[indices], labels[indices])
+                losses.append(loss)
+            return state, jnp.stack(losses)
+
         def body(state, indices):
             return step(state, images[indices], labels[indices])
 
-        steps = batch_indices.shape[0]
-        return jax.lax.scan(body, state, batch_indices, unroll=steps if unroll else 1)
+        return jax.lax.scan(body, state, batch_indices)
 
     return jax.jit(chunk, donate_argnums=0)
 
@@ -249,22 +256,15 @@ def accuracy(predict, params, images: np.ndarray, labels: np.ndarray, batch_size
 # --------------------------------------------------------------------------------------------------
 
 
-def _steps_per_call(num_full_batches: int, limit: int) -> int:
-    """The largest divisor of ``num_full_batches`` not above ``limit``: every call has the same shape."""
-    if num_full_batches == 0:
-        return 1
-    return max(d for d in range(1, min(limit, num_full_batches) + 1) if num_full_batches % d == 0)
-
-
 def epoch_blocks(order: np.ndarray, batch_size: int, steps_per_call: int) -> list[np.ndarray]:
-    """Splits an epoch's permutation into index blocks, one compiled call each.
+    """Splits an epoch's permutation into index blocks of shape (K, B), one compiled call each.
 
-    Full batches come as (K, B) blocks with K = the largest divisor of the number of full batches not above
-    ``steps_per_call``; a partial last batch comes as one (1, r) block. Two shapes in all, every epoch.
+    Full batches come in blocks of ``steps_per_call``, the full batches left over in one shorter block,
+    and a partial last batch in a (1, r) block: at most three shapes, the same every epoch.
     """
     full_batches, partial = divmod(len(order), batch_size)
-    per_call = _steps_per_call(full_batches, steps_per_call)
-    blocks = list(order[:full_batches * batch_size].reshape(-1, per_call, batch_size))
+    batches = order[:full_batches * batch_size].reshape(full_batches, batch_size)
+    blocks = [batches[i:i + steps_per_call] for i in range(0, full_batches, steps_per_call)]
     if partial:
         blocks.append(order[full_batches * batch_size:].reshape(1, partial))
     return blocks
