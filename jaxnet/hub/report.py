@@ -118,13 +118,13 @@ def pretrained_part(out_dir: Path, quick: bool) -> str:
             "with an ImageNet class; the dashed square is what the model sees."
         )
     if _verdict(*by_name["grace_hopper"]) == "wrong":
-        # Why: the standard centre crop loses the top of her cap, with its badge, and the lower uniform.
+        # Why: the standard centre crop loses the top of her cap and the lower half of the uniform.
         wide = dc.replace(model, preprocessing=dc.replace(model.preprocessing, crop_fraction=1.0))
         hopper_wide = classify_files(wide, [by_name["grace_hopper"][0].file()], top=3)[0]
         lines += [
             "",
             f"grace_hopper goes wrong ({_top(hopper)}): the standard centre crop "
-            f"({model.preprocessing.crop_fraction:g} of the short side) cuts off the top of her cap, with its badge, "
+            f"({model.preprocessing.crop_fraction:g} of the short side) cuts off the top of her cap "
             f"and the lower half of the uniform, and leaves a dark garment with a white collar under a dark cap: an "
             f"academic gown and mortarboard to an ImageNet model. Cropping the whole short side instead "
             f"(`crop_fraction=1.0`) gives {_top(hopper_wide)}.",
