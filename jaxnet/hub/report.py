@@ -14,6 +14,8 @@ from pathlib import Path
 
 from jaxnet.hub.classify import Classification, classify_files
 from jaxnet.hub.errors import HubError
+from jaxnet.hub.figure import plot_classifications
+from jaxnet.hub.pretrained import load
 
 MODEL = "efficientnet_lite0"
 
@@ -64,13 +66,8 @@ def _verdict(photo: Photo, result: Classification) -> str:
 
 def pretrained_part(out_dir: Path, quick: bool) -> str:
     """Classifies :data:`PHOTOS`, writes ``out_dir/pretrained.png`` (good and bad example) and returns markdown."""
-    import dataclasses as dc
-
-    from jaxnet import hub
-    from jaxnet.hub.figure import plot_classifications
-
     del quick  # six photos take seconds either way
-    model = hub.load(MODEL)
+    model = load(MODEL)
     files = [photo.file() for photo in PHOTOS]
     results = classify_files(model, files, top=5)
     by_name = {photo.name: (photo, result) for photo, result in zip(PHOTOS, results)}
@@ -119,7 +116,7 @@ def pretrained_part(out_dir: Path, quick: bool) -> str:
         )
     if _verdict(*by_name["grace_hopper"]) == "wrong":
         # Why: the standard centre crop loses the top of her cap and the lower half of the uniform.
-        wide = dc.replace(model, preprocessing=dc.replace(model.preprocessing, crop_fraction=1.0))
+        wide = dataclasses.replace(model, preprocessing=dataclasses.replace(model.preprocessing, crop_fraction=1.0))
         hopper_wide = classify_files(wide, [by_name["grace_hopper"][0].file()], top=3)[0]
         lines += [
             "",
