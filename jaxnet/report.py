@@ -42,9 +42,17 @@ def pretrained_part(out_dir: Path, quick: bool) -> str:
     return report.pretrained_part(out_dir, quick)
 
 
+def cnn_part(out_dir: Path, quick: bool) -> str:
+    from jaxnet import runs
+
+    epochs = runs.CNN_QUICK_EPOCHS if quick else runs.CNN_REPORT_EPOCHS
+    return runs.cnn_experiment(out_dir / "cnn", epochs=epochs).replace("](cnn.png", "](cnn/cnn.png")
+
+
 PARTS: dict[str, tuple[str, Part]] = {
     "gradcheck": ("Parts 1-2: computational graphs and layers, gradient checks", gradcheck_part),
     "two_layer": ("Parts 3-4: two-layer net trained with the hand-written gradients", two_layer_part),
+    "cnn": ("Part 5: the CNN on Fashion-MNIST", cnn_part),
     "pretrained": ("Part 6: a pretrained ImageNet classifier (EfficientNet-Lite0 in Flax) on photos", pretrained_part),
 }
 

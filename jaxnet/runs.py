@@ -3,6 +3,7 @@
 - :func:`search`: a grid search on the validation set, one short run per grid point.
 - :func:`two_layer_experiment`: the assignment's part 4 end to end: search, best model trained in full and
   tested once, overfit model; returns the markdown section with plots and tables.
+- :func:`cnn_experiment`: part 5: the CNN trained on Fashion-MNIST (50k/10k/10k), tested once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import itertools
 import json
 from pathlib import Path
 from typing import Any
+
+import jax
 
 from jaxnet import configs, plots, train
 from jaxnet.train import TrainConfig
@@ -113,4 +116,41 @@ def two_layer_experiment(out_dir: Path, quick: bool = False, dataset_name: str =
         f"validation accuracy {m_over['val_accuracy'][-1]:.4f}: it memorized the training set.",
         "",
         "![two-layer overfit model](two_layer_overfit.png)",
+    ])
+
+
+#: Epochs of the CNN in the main job (a few minutes on 2 CPU cores) and in the full experiment.
+CNN_REPORT_EPOCHS = 4
+CNN_QUICK_EPOCHS = 1
+
+
+def cnn_experiment(out_dir: Path, epochs: int | None = None, data_dir: str | None = None,
+                   progress: bool = False) -> str:
+    """Trains the assignment's CNN (``configs.cnn()``, ``epochs`` overriding), tests it once; returns markdown.
+
+    Writes ``out_dir/run/`` (checkpoint, metrics) and ``out_dir/cnn.png`` (and PDF).
+    """
+    from jaxnet.models import cnn
+
+    out_dir = Path(out_dir)
+    config = configs.cnn()
+    config = dataclasses.replace(config, data_dir=data_dir, **({"epochs": epochs} if epochs else {}))
+    result = train.fit(config, out_dir / "run", progress=progress)
+    test_accuracy = train.evaluate_run(out_dir / "run", "test")  # measured once, here
+    plots.plot_training(result.metrics, out_dir / "cnn.png", title="CNN on Fashion-MNIST")
+    m = result.metrics
+    seconds = sum(m["epoch_seconds"])
+    num_params = sum(leaf.size for leaf in jax.tree.leaves(result.params))
+    return "\n".join([
+        "Architecture: conv1 1->64 k3 s2 p1 -> LeakyReLU(0.01) -> AvgPool 2x2 -> conv2 64->64 k3 s1 p1 -> LeakyReLU "
+        f"-> conv3 64->16 k3 s2 p1 -> LeakyReLU -> flatten 256 -> Dense 10 ({num_params:,} parameters); "
+        f"inputs normalized with mean {cnn.FASHION_MNIST_MEAN} and std {cnn.FASHION_MNIST_STD}.",
+        "",
+        f"Hyperparameters: {_hyperparameters(config)}, optimizer = {config.optimizer}.",
+        "",
+        f"Trained on {len(m['loss'])} batches in {seconds:.0f} s on {', '.join(m['devices'])}. "
+        f"Final train accuracy {m['train_accuracy'][-1]:.4f}, validation accuracy {m['val_accuracy'][-1]:.4f}, "
+        f"**test accuracy {test_accuracy:.4f}** (measured once, on the 10000 test images).",
+        "",
+        "![CNN training](cnn.png)",
     ])

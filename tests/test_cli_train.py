@@ -1,0 +1,94 @@
+"""`jaxnet train / evaluate / predict` as a user runs them, on the real Fashion-MNIST files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnet import cli
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = cli.main(["train", "two-layer", "--epochs", "2", "--train-size", "3000", "--hidden-dim", "64", "--batch-size", "32",
+                     "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_run_folder(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["config"]["train_size"] == 3000 and metrics["config"]["hidden_dim"] == 64
+    assert len(metrics["val_accuracy"]) == 2 and metrics["val_accuracy"][-1] > 0.7
+    for name in ["checkpoint.msgpack", "training.png", "training.pdf"]:
+        assert (trained_run / name).stat().st_size > 0
+
+
+def test_evaluate_prints_test_accuracy(trained_run, capsys):
+    assert cli.main(["evaluate", str(trained_run)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("test accuracy: ") and 0.7 < float(line.split()[-1]) <= 1
+
+
+def test_predict_classifies_images_and_reports_unreadable_ones(trained_run, tmp_path, capsys):
+    from jaxnet import data
+
+    dataset = data.load_dataset("fashion_mnist")
+    trouser = next(i for i, y in enumerate(dataset.y_test) if y == 1)
+    Image.fromarray(dataset.x_test[trouser, :, :, 0]).save(tmp_path / "trouser.png")
+    Image.fromarray(np.repeat(dataset.x_test[trouser], 3, axis=2)).resize((56, 56)).save(tmp_path / "big.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    paths = [str(tmp_path / n) for n in ["trouser.png", "broken.png", "big.png"]]
+    assert cli.main(["predict", str(trained_run), *paths]) == 1
+    captured = capsys.readouterr()
+    assert f"{paths[0]}: 1 Trouser" in captured.out
+    assert f"{paths[2]}: " in captured.out
+    assert "broken.png" in captured.err and "error:" in captured.err
+    assert "warning:" in captured.err and "big.png" in captured.err
+
+
+def test_resume_continues_a_finished_run_for_more_epochs(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert cli.main(["train", "two-layer", "--epochs", "3", "--train-size", "3000", "--hidden-dim", "64", "--batch-size", "32",
+                     "--out", str(run), "--resume", "--no-progress"]) == 0
+    assert len(json.loads((run / "metrics.json").read_text())["val_accuracy"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "two-layer", "--lr", "-0.1"], "learning_rate must be a positive number"),
+        (["train", "two-layer", "--batch-size", "-5"], "batch_size must be at least 1"),
+        (["train", "two-layer", "--data-dir", "/no/such/folder"], "Fashion-MNIST not found"),
+        (["train", "two-layer", "--hidden-dim", "32", "--resume"], "no checkpoint.msgpack to resume from"),
+        (["evaluate", "/no/such/run"], "no checkpoint at /no/such/run"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    if args[0] == "train":
+        args = [*args, "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_checkpoint_of_another_architecture_is_refused(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert cli.main(["train", "cnn", "--epochs", "3", "--out", str(run), "--resume", "--no-progress"]) == 2
+    assert "holds a 'two_layer' model, not 'cnn'" in capsys.readouterr().err
+
+
+def test_train_help_lists_the_flags():
+    out = subprocess.run([sys.executable, "-m", "jaxnet", "train", "--help"], capture_output=True, text=True).stdout
+    for flag in ["--dataset", "--hidden-dim", "--lr", "--reg", "--epochs", "--batch-size", "--seed", "--out", "--resume"]:
+        assert flag in out
