@@ -45,9 +45,14 @@ def test_same_seed_same_numbers(tmp_path, tiny_dataset):
     assert a.metrics["loss"] != c.metrics["loss"]
 
 
-def test_no_recompilation_across_epochs_partial_batches_and_learning_rates(tmp_path, tiny_dataset, compile_counter):
+@pytest.mark.parametrize("model", ["two_layer", "cnn"])
+def test_no_recompilation_across_epochs_partial_batches_and_learning_rates(tmp_path, tiny_dataset, compile_counter,
+                                                                           model):
     counts = []
     config = small_config(epochs=4, lr_decay=0.5)  # a new learning rate every epoch
+    if model == "cnn":  # 300 images, batch 32: 2 unrolled calls of 4 steps, 1 of 1 leftover step, 1 partial batch
+        config = dataclasses.replace(configs.cnn(), epochs=4, batch_size=32, steps_per_call=4, lr_decay=0.5,
+                                     train_eval_size=200, eval_batch_size=64)
     train.fit(config, tmp_path, dataset=tiny_dataset, progress=False,
               on_epoch=lambda epoch, metrics: counts.append(compile_counter.count))
     assert counts[0] > 0  # the first epoch compiled its programs (full chunk, partial batch, eval)...
