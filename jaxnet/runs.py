@@ -54,8 +54,11 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _hyperparameters(config: TrainConfig) -> str:
-    fields = ["epochs", "batch_size", "optimizer", "learning_rate", "lr_decay", "hidden_dim", "weight_scale", "reg",
-              "train_size", "seed"]
+    fields = ["epochs", "batch_size", "optimizer", "learning_rate", "lr_decay", "train_size", "seed"]
+    if config.optimizer == "momentum":
+        fields.insert(3, "momentum")
+    if config.model == "two_layer":
+        fields += ["hidden_dim", "weight_scale", "reg"]
     return ", ".join(f"{f} = {getattr(config, f)}" for f in fields if getattr(config, f) is not None)
 
 
@@ -146,7 +149,7 @@ def cnn_experiment(out_dir: Path, epochs: int | None = None, data_dir: str | Non
         f"-> conv3 64->16 k3 s2 p1 -> LeakyReLU -> flatten 256 -> Dense 10 ({num_params:,} parameters); "
         f"inputs normalized with mean {cnn.FASHION_MNIST_MEAN} and std {cnn.FASHION_MNIST_STD}.",
         "",
-        f"Hyperparameters: {_hyperparameters(config)}, optimizer = {config.optimizer}.",
+        f"Hyperparameters: {_hyperparameters(config)}.",
         "",
         f"Trained on {len(m['loss'])} batches in {seconds:.0f} s on {', '.join(m['devices'])}. "
         f"Final train accuracy {m['train_accuracy'][-1]:.4f}, validation accuracy {m['val_accuracy'][-1]:.4f}, "
