@@ -80,7 +80,10 @@ def _cached(spec: ModelSpec, expected) -> Variables:
         except HubError as error:
             warnings.warn(f"rebuilding the cached weights of {spec.name}: {error}", stacklevel=3)
     variables = _convert(spec, spec.source.fetch(), expected)
-    store.write(path, variables)
+    try:
+        store.write(path, variables)
+    except OSError as error:  # an unwritable cache costs a conversion next time, nothing more
+        warnings.warn(f"could not cache the converted weights of {spec.name} in {path}: {error}", stacklevel=3)
     return variables
 
 
