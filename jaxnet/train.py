@@ -392,9 +392,9 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             metrics["epoch_seconds"].append(time.perf_counter() - started)
             checkpoint.save(ckpt_file, state, {**meta, "epoch": epoch, "metrics": metrics})
             _write_json(run_dir / "metrics.json", metrics)
-            if bar is not None:
-                bar.write(f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(epoch_losses):.4f}, "
-                          f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
+            line = (f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(epoch_losses):.4f}, "
+                    f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
+            bar.write(line) if bar is not None else print(line, flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
     finally:
