@@ -394,7 +394,10 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             _write_json(run_dir / "metrics.json", metrics)
             line = (f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(epoch_losses):.4f}, "
                     f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
-            bar.write(line) if bar is not None else print(line, flush=True)
+            if bar is not None:
+                bar.write(line)
+            else:
+                print(line, flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
     finally:
