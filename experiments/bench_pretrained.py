@@ -119,8 +119,8 @@ def main() -> None:
     print(f"matmul probe {MATMUL_SIZE}x{MATMUL_SIZE} float32: median {statistics.median(rates):.0f} GFLOP/s "
           f"(range {min(rates):.0f}-{max(rates):.0f})\n")
     speed = {name: args.batch / statistics.median(t) for name, t in times.items()}
-    print(f"| version | images/s (median) | range | ms per batch |")
-    print(f"| --- | ---: | ---: | ---: |")
+    print("| version | images/s (median) | range | ms per batch |")
+    print("| --- | ---: | ---: | ---: |")
     for name, t in times.items():
         print(f"| {name} | {speed[name]:.1f} | {args.batch / max(t):.1f}-{args.batch / min(t):.1f} | "
               f"{1000 * statistics.median(t):.0f} |")

@@ -17,7 +17,6 @@ from jaxnet.cli import main
 from jaxnet.hub import classify, pretrained, registry
 from jaxnet.hub.images import Preprocessing, read_rgb
 from jaxnet.hub.report import PHOTOS, pretrained_part
-from jaxnet.images import ImageReadError
 
 PHOTO = {photo.name: photo.file() for photo in PHOTOS}
 CATS = {281, 282, 285}
@@ -102,7 +101,8 @@ def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, monkeypatch):
         with pytest.warns(UserWarning, match="rebuilding the cached weights of efficientnet_lite0"):
             again = hub.load("efficientnet_lite0")
         assert path.read_bytes() == good
-        np.testing.assert_array_equal(again.variables["params"]["fc"]["kernel"], first.variables["params"]["fc"]["kernel"])
+        kernel = again.variables["params"]["fc"]["kernel"]
+        np.testing.assert_array_equal(kernel, first.variables["params"]["fc"]["kernel"])
 
 
 def test_the_cache_serves_without_the_source(hub_cache, model, monkeypatch):
@@ -140,8 +140,8 @@ def _grey(value):
         ("1", lambda: Image.fromarray(_grey(255)).convert("1"), "png", (255, 255, 255)),
         ("LA", lambda: Image.merge("LA", [Image.fromarray(_grey(0)), Image.fromarray(_grey(0))]), "png",
          (255, 255, 255)),  # fully transparent black: composited onto white
-        ("P", lambda: Image.fromarray(np.full((8, 8, 3), (200, 10, 10), np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE), "png",
-         (200, 10, 10)),
+        ("P", lambda: Image.fromarray(np.full((8, 8, 3), (200, 10, 10), np.uint8)).convert(
+            "P", palette=Image.Palette.ADAPTIVE), "png", (200, 10, 10)),
         ("RGBA", lambda: Image.fromarray(np.full((8, 8, 4), (0, 0, 255, 128), np.uint8)), "png", (127, 127, 255)),
         ("CMYK", lambda: Image.fromarray(np.full((8, 8, 3), (0, 255, 0), np.uint8)).convert("CMYK"), "tiff",
          (0, 255, 0)),
@@ -208,7 +208,8 @@ def test_bad_files_are_named_and_the_others_still_classified(model, photo_result
         assert result.error is None
         alone = _result(photo_results, name)
         assert [p.index for p in result.top] == [p.index for p in alone.top[:3]]
-        np.testing.assert_allclose([p.probability for p in result.top], [p.probability for p in alone.top[:3]], atol=1e-5)
+        np.testing.assert_allclose([p.probability for p in result.top], [p.probability for p in alone.top[:3]],
+                                   atol=1e-5)
 
 
 def test_batches_are_padded_to_one_compiled_shape(model, compile_counter):

@@ -143,7 +143,8 @@ def test_legacy_format_reads_the_real_efficientnet_file():
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.1._depthwise_conv.weight"].shape == (96, 1, 3, 3)
     assert state["_fc.weight"].shape == (1000, 1280)
-    trainable = sum(a.size for k, a in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    trainable = sum(a.size for k, a in state.items() if not k.endswith(buffers))
     assert trainable == 4_652_008
     assert all(np.isfinite(a).all() for a in state.values())
 
@@ -178,7 +179,9 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, container):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("module, name", [("builtins", "eval"), ("torch", "load"), ("torch._utils", "_rebuild_qtensor")])
+@pytest.mark.parametrize(
+    "module, name", [("builtins", "eval"), ("torch", "load"), ("torch._utils", "_rebuild_qtensor")]
+)
 def test_every_name_outside_the_allowed_few_is_refused(tmp_path, module, name):
     path = tmp_path / "other.pth"
     _legacy_file(path, b"\x80\x02c" + f"{module}\n{name}\n".encode() + b")R.")
@@ -318,7 +321,8 @@ def test_offline_download_fails_within_seconds_saying_what_to_do(monkeypatch):
     unreachable = sources.Download(f"http://127.0.0.1:{_closed_port()}/squeezenet1_1-b8a52dc0.pth", spec.source.sha256)
     monkeypatch.setitem(registry.MODELS, "squeezenet1_1", registry.dataclasses.replace(spec, source=unreachable))
     start = time.perf_counter()
-    with pytest.raises(HubError, match=r"no network.*download http://127\.0\.0\.1.*copy it to .*squeezenet1_1-b8a52dc0\.pth"):
+    expected = r"no network.*download http://127\.0\.0\.1.*copy it to .*squeezenet1_1-b8a52dc0\.pth"
+    with pytest.raises(HubError, match=expected):
         hub.load("squeezenet1_1")
     assert time.perf_counter() - start < 5
 

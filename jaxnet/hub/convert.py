@@ -86,5 +86,6 @@ def check_matches(variables: Variables, expected: Any, source: str) -> None:
         if extra:
             parts.append(f"{len(extra)} unexpected (first {extra[0]})")
         if wrong:
-            parts.append(f"{len(wrong)} of another shape (first {wrong[0]}: {got[wrong[0]]}, model wants {want[wrong[0]]})")
+            first = wrong[0]
+            parts.append(f"{len(wrong)} of another shape (first {first}: {got[first]}, model wants {want[first]})")
         raise HubError(f"{source}: these weights do not fit the model: {'; '.join(parts)}. Are they for another model?")

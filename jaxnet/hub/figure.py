@@ -38,7 +38,7 @@ def plot_classifications(
     import matplotlib.pyplot as plt
 
     titles = list(titles) if titles is not None else [Path(r.path).name for r in results]
-    rows = [(r, t) for r, t in zip(results, titles) if r.error is None]
+    rows = [(r, t) for r, t in zip(results, titles, strict=True) if r.error is None]
     if not rows:
         raise ValueError("no image could be read: nothing to plot")
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 2.8 * len(rows)), squeeze=False,
@@ -60,7 +60,8 @@ def plot_classifications(
         for y, p in enumerate(shown):
             inside = p.probability > 0.85
             ax_bars.text(p.probability - 0.01 if inside else p.probability + 0.01, y, f"{p.probability:.1%}",
-                         va="center", ha="right" if inside else "left", color="white" if inside else "black", fontsize=8)
+                         va="center", ha="right" if inside else "left", color="white" if inside else "black",
+                         fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ MODELS: dict[str, ModelSpec] = {
                 sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
             ),
             convert=convert_state_dict,
-            # The official EfficientNet-Lite evaluation: bicubic, centre crop 224 of a short side of 256, (x - 127) / 128.
+            # The official EfficientNet-Lite evaluation: bicubic, centre 224 of a short side of 256, (x - 127) / 128.
             preprocessing=Preprocessing(224, 0.875, "bicubic", (127.0,) * 3, (128.0,) * 3),
         ),
         ModelSpec(
