@@ -330,7 +330,7 @@ def test_offline_download_fails_within_seconds_saying_what_to_do(monkeypatch):
 @pytest.fixture
 def http_server(tmp_path, monkeypatch):
     """Serves tmp_path/www over HTTP on localhost; yields (folder, base url)."""
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     folder = tmp_path / "www"
     folder.mkdir()

@@ -10,14 +10,13 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
-import socket
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 from jaxnet.cache import atomic_write_bytes, cache_dir
+from jaxnet.data import _network_available
 from jaxnet.hub.errors import HubError
 
 PROBE_TIMEOUT_S = 3.0
@@ -111,30 +110,17 @@ def _check_sha256(path: Path, expected: str, remedy: str) -> None:
         raise HubError(f"{path}: sha256 {actual[:16]}... is not the expected {expected[:16]}...; {remedy}")
 
 
-def _probe(url: str, manual: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raises :class:`HubError` within about ``timeout`` seconds if the url's host (or proxy) cannot be reached.
+def _probe(url: str, manual: str) -> None:
+    """Raises :class:`HubError` within about ``PROBE_TIMEOUT_S`` seconds if the url's host cannot be reached.
 
-    Name resolution has no timeout of its own, so the connection is tried in a thread that is not waited
-    for beyond ``timeout``.
+    The probe is :mod:`jaxnet.data`'s (a TCP connection in a thread, so a hanging name lookup cannot
+    stretch it; through the HTTPS proxy if one is set).
     """
     parsed = urlparse(url)
-    proxy = urllib.request.getproxies().get(parsed.scheme)
-    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
-        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
     host = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    outcome: list[BaseException | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as error:
-            outcome.append(error)
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    if not outcome or outcome[0] is not None:
-        reason = f"{type(outcome[0]).__name__}: {outcome[0]}" if outcome else f"no answer within {timeout:g} s"
-        raise HubError(f"no network: cannot reach {host}:{port} ({reason}). To use these weights offline, {manual}")
+    if not _network_available(host, port, timeout=PROBE_TIMEOUT_S):
+        raise HubError(
+            f"no network: {host}:{port} cannot be reached (tried for up to {PROBE_TIMEOUT_S:g} s). "
+            f"To use these weights offline, {manual}"
+        )
