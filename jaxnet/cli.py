@@ -56,6 +56,7 @@ _TRAIN_FLAGS = {
     "optimizer": ("--optimizer", str, "sgd, momentum or adam"),
     "momentum": ("--momentum", float, "momentum (with --optimizer momentum)"),
     "reg": ("--reg", float, "L2 regularization strength on the weights (two-layer)"),
+    "weight_decay": ("--weight-decay", float, "decoupled weight decay (AdamW; the CNN)"),
     "hidden_dim": ("--hidden-dim", int, "hidden layer width (two-layer)"),
     "weight_scale": ("--weight-scale", float, "std of the initial weights (two-layer)"),
     "val_size": ("--val-size", int, "training images held out for validation"),

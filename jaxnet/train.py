@@ -66,6 +66,7 @@ class TrainConfig:
     learning_rate: float = 0.1
     lr_decay: float = 1.0  # the rate is multiplied by this after every epoch
     momentum: float = 0.9  # for "momentum"
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW style), for models without an L2 term (the CNN)
     seed: int = 0
     # two_layer only
     hidden_dim: int = 256
@@ -88,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.reg < 0:
             raise ConfigError(f"reg must be >= 0, got {self.reg}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.weight_scale > 0:
             raise ConfigError(f"weight_scale must be positive, got {self.weight_scale}")
         if self.optimizer not in ("sgd", "momentum", "adam"):
@@ -133,11 +136,19 @@ def build_classifier(config: TrainConfig, image_shape: tuple[int, ...], num_clas
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """SGD, SGD with momentum or Adam, with the learning rate held in the state (changing it recompiles nothing)."""
+    """SGD, SGD with momentum or Adam(W), the learning rate held in the state (changing it recompiles nothing)."""
     if config.optimizer == "adam":
-        return optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate)
+        return optax.inject_hyperparams(optax.adamw)(learning_rate=config.learning_rate,
+                                                     weight_decay=config.weight_decay)
     momentum = config.momentum if config.optimizer == "momentum" else None
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=config.learning_rate, momentum=momentum)
+    if not config.weight_decay:
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=config.learning_rate, momentum=momentum)
+
+    def sgd_with_weight_decay(learning_rate, weight_decay):
+        return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum))
+
+    return optax.inject_hyperparams(sgd_with_weight_decay)(learning_rate=config.learning_rate,
+                                                           weight_decay=config.weight_decay)
 
 
 def set_learning_rate(state: TrainState, learning_rate: float) -> TrainState:

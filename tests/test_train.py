@@ -137,11 +137,13 @@ def test_evaluate_run_records_test_accuracy(tmp_path, tiny_dataset):
     assert meta["class_names"][0] == "class 0"
 
 
-def test_momentum_and_adam_train_too(tmp_path, tiny_dataset):
-    for optimizer, lr in [("momentum", 0.01), ("adam", 1e-3)]:
-        result = train.fit(small_config(optimizer=optimizer, learning_rate=lr), tmp_path / optimizer,
-                           dataset=tiny_dataset, progress=False)
-        assert result.metrics["val_accuracy"][-1] > 0.8, optimizer
+@pytest.mark.parametrize("optimizer, lr, weight_decay", [("momentum", 0.01, 0.0), ("adam", 1e-3, 0.0),
+                                                        ("adam", 1e-3, 1e-2), ("sgd", 0.05, 1e-3)])
+def test_other_optimizers_and_weight_decay_train_too(tmp_path, tiny_dataset, optimizer, lr, weight_decay):
+    config = small_config(optimizer=optimizer, learning_rate=lr, weight_decay=weight_decay, lr_decay=0.9)
+    result = train.fit(config, tmp_path, dataset=tiny_dataset, progress=False)
+    assert result.metrics["val_accuracy"][-1] > 0.8
+    assert result.metrics["learning_rate"] == pytest.approx([lr, lr * 0.9, lr * 0.81])
 
 
 MULTI_DEVICE_SCRIPT = """
