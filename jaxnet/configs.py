@@ -19,9 +19,13 @@ def two_layer_overfit() -> TrainConfig:
 
 
 def cnn() -> TrainConfig:
-    """The assignment's CNN: Adam, batch 64, unrolled steps (convolutions inside loops are slow on XLA:CPU)."""
-    return TrainConfig(model="cnn", optimizer="adam", learning_rate=1e-3, lr_decay=0.8, batch_size=64,
-                       epochs=15, steps_per_call=8, unroll=True)
+    """The assignment's CNN: AdamW, batch 64, unrolled steps (convolutions inside loops are slow on XLA:CPU).
+
+    Without weight decay (Adam, lr 3e-3, decay 0.85, 20 epochs) it reached 91.8% validation but 90.99% test,
+    train accuracy 97.5%; decoupled weight decay 0.05 gave 92.3% validation and 91.35% test.
+    """
+    return TrainConfig(model="cnn", optimizer="adam", learning_rate=3e-3, lr_decay=0.85, weight_decay=0.05,
+                       batch_size=64, epochs=20, steps_per_call=8, unroll=True)
 
 
 PRESETS = {"two-layer": two_layer, "cnn": cnn}
