@@ -8,14 +8,19 @@ from jaxnet.train import TrainConfig
 
 
 def two_layer() -> TrainConfig:
-    """The two-layer net on Fashion-MNIST: chosen by ``experiments/two_layer.py``'s search (see its report)."""
-    return TrainConfig(model="two_layer", optimizer="sgd", learning_rate=0.1, lr_decay=0.95, batch_size=128,
+    """The two-layer net on Fashion-MNIST, as chosen by ``experiments/two_layer.py``: 89.3% test accuracy.
+
+    Its search (experiments/results/two_layer/two_layer.md) picks learning_rate, hidden_dim and reg on the
+    validation set; the report re-runs it.
+    """
+    return TrainConfig(model="two_layer", optimizer="sgd", learning_rate=0.2, lr_decay=0.95, batch_size=128,
                        epochs=20, hidden_dim=512, weight_scale=1e-2, reg=1e-4, steps_per_call=64)
 
 
 def two_layer_overfit() -> TrainConfig:
     """1000 training images, no regularization: memorized, while validation accuracy stays far below."""
-    return dataclasses.replace(two_layer(), train_size=1000, reg=0.0, lr_decay=1.0, epochs=60, batch_size=50)
+    return dataclasses.replace(two_layer(), train_size=1000, reg=0.0, learning_rate=0.1, lr_decay=1.0, epochs=60,
+                               batch_size=50)
 
 
 def cnn() -> TrainConfig:
