@@ -200,23 +200,8 @@ def test_converted_weights_give_pytorchs_logits(classifier, batch):
 
 def test_converted_weights_match_real_pytorch(classifier, batch):
     torch = pytest.importorskip("torch")
-    nn, F = torch.nn, torch.nn.functional
     torch.manual_seed(0)
-
-    class Net(nn.Module):  # the original network, as the assignment writes it in PyTorch
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 64, 3, stride=2, padding=1)
-            self.conv2 = nn.Conv2d(64, 64, 3, stride=1, padding=1)
-            self.conv3 = nn.Conv2d(64, 16, 3, stride=2, padding=1)
-            self.fc = nn.Linear(256, 10)
-
-        def forward(self, x):
-            x = F.avg_pool2d(F.leaky_relu(self.conv1(x), 0.01), 2, 2)
-            x = F.leaky_relu(self.conv3(F.leaky_relu(self.conv2(x), 0.01)), 0.01)
-            return self.fc(x.flatten(1))
-
-    net = Net()
+    net = cnn.torch_reference()  # the original network, as the assignment writes it in PyTorch
     _, x = batch
     with torch.no_grad():
         expected = net(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).numpy()

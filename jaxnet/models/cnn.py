@@ -22,7 +22,8 @@ weights and biases uniform in +-1/sqrt(fan_in), fan_in = k*k*C_in for a convolut
 layer. It is what the original PyTorch network trained from, so the results and the PyTorch benchmark
 compare like with like; Flax's lecun_normal (biases 0) trains this network about as well.
 
-:func:`from_torch_state_dict` converts the original network's weights.
+:func:`from_torch_state_dict` converts the original network's weights; :func:`torch_reference` builds that
+network in PyTorch (for comparisons; it needs torch).
 """
 
 from __future__ import annotations
@@ -263,6 +264,37 @@ TORCH_SHAPES: dict[str, tuple[int, ...]] = {
     "fc.bias": (10,),
 }
 """The original network's state_dict: ``nn.Conv2d`` weights OIHW, ``nn.Linear`` weight (out, in)."""
+
+
+def torch_reference(num_classes: int = 10):
+    """The assignment's original network in PyTorch, the reference for comparisons (imports torch).
+
+    An ``nn.Module`` with ``conv1``, ``conv2``, ``conv3`` (``nn.Conv2d``) and ``fc`` (``nn.Linear``), as the
+    assignment writes it: it takes normalized NCHW images (N, 1, 28, 28) (:func:`preprocess`, transposed) and
+    returns scores (N, num_classes); its ``state_dict()`` has the keys of :data:`TORCH_SHAPES`, which
+    :func:`from_torch_state_dict` converts. Initialized by PyTorch's defaults: call ``torch.manual_seed``
+    first for given weights. The CNN benchmark (:mod:`jaxnet.bench.cnn`) trains it against jaxnet and the
+    tests compare logits with it. Needs torch (``pip install -e '.[bench]'``); raises ``ImportError`` without.
+    """
+    import torch
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class ReferenceCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 64, 3, stride=2, padding=1)
+            self.conv2 = nn.Conv2d(64, 64, 3, stride=1, padding=1)
+            self.conv3 = nn.Conv2d(64, 16, 3, stride=2, padding=1)
+            self.fc = nn.Linear(256, num_classes)
+
+        def forward(self, x):
+            x = F.avg_pool2d(F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE), 2, 2)
+            x = F.leaky_relu(self.conv2(x), NEGATIVE_SLOPE)
+            x = F.leaky_relu(self.conv3(x), NEGATIVE_SLOPE)
+            return self.fc(x.flatten(1))  # NCHW flatten: index c*16 + h*4 + w
+
+    return ReferenceCNN()
 
 
 def from_torch_state_dict(state_dict: Mapping[str, Any]) -> dict[str, dict[str, Array]]:
