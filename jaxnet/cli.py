@@ -157,6 +157,22 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from jaxnet import bench
+
+    names = [name.replace("-", "_") for name in args.names]
+    unknown = [name for name in names if name not in bench.BENCHMARKS]
+    if unknown:
+        raise UserError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(bench.BENCHMARKS)}")
+    path, outcomes = bench.run_benchmarks(args.out, names, quick=args.quick)
+    failed = [o.name for o in outcomes if o.failed]
+    print(f"wrote {path}")
+    if failed:
+        print(f"jaxnet bench: failed: {', '.join(failed)} (errors in {path})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _passes(result, dtype_name: str, tolerance: float) -> bool:
     # In float32 finite differences are too coarse to hold to a tolerance (see jaxnet.gradcheck).
     error = result.max_error if dtype_name == "float64" else result.vjp_error
@@ -246,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print JSON: per image its "path" and "predictions" [{"index", "name", "probability"}], '
                    'or an "error"')
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("bench", help="run the benchmarks (jaxnet vs jax.grad, NumPy, PyTorch) and write benchmarks.md",
+                       description="Runs every benchmark (or those named: layers, two_layer, cnn, pretrained), each "
+                       "in its own process, and writes OUT/benchmarks.md: the machine, each table, its ratios and "
+                       "targets. A benchmark that fails is reported there and the others still run (exit status 1).")
+    p.add_argument("--out", default="results", help="output folder (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="small sizes, a few seconds each (a smoke test)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    p.set_defaults(func=_cmd_bench)
 
     return parser
 
