@@ -21,15 +21,14 @@ def smooth(values: Any, window: int) -> np.ndarray:
 
 def plot_training(metrics: dict[str, Any], path: str | Path, title: str = "") -> list[Path]:
     """Writes ``path`` as PNG and PDF (the suffix is replaced); returns both paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: no global backend switch, so a notebook's inline plots keep working.
+    from matplotlib.figure import Figure
 
     loss = np.asarray(metrics["loss"], np.float64)
     train_acc = metrics["train_accuracy"]
     val_acc = metrics["val_accuracy"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     steps = np.arange(1, len(loss) + 1)
     ax_loss.plot(steps, loss, ".", markersize=1.5, alpha=0.3, color="tab:blue", label="per iteration")
     window = max(1, len(loss) // 50)
@@ -42,6 +41,7 @@ def plot_training(metrics: dict[str, Any], path: str | Path, title: str = "") ->
     ax_acc.plot(epochs, train_acc, "o-", label="train")
     ax_acc.plot(epochs, val_acc, "s-", label="validation")
     ax_acc.set_xlabel("epoch")
+    ax_acc.xaxis.get_major_locator().set_params(integer=True)
     ax_acc.set_ylabel("accuracy")
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()
@@ -55,5 +55,4 @@ def plot_training(metrics: dict[str, Any], path: str | Path, title: str = "") ->
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)
         written.append(out)
-    plt.close(fig)
     return written

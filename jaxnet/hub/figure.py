@@ -31,18 +31,16 @@ def plot_classifications(
     Returns:
       The figure's path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # A Figure without pyplot: no global backend switch, so a notebook's inline plots keep working.
     import matplotlib.patches as patches
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     titles = list(titles) if titles is not None else [Path(r.path).name for r in results]
     rows = [(r, t) for r, t in zip(results, titles, strict=True) if r.error is None]
     if not rows:
         raise ValueError("no image could be read: nothing to plot")
-    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 2.8 * len(rows)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1.3]})
+    fig = Figure(figsize=(10, 2.8 * len(rows)))
+    axes = fig.subplots(len(rows), 2, squeeze=False, gridspec_kw={"width_ratios": [1, 1.3]})
     for (result, title), (ax_image, ax_bars) in zip(rows, axes):
         image = read_rgb(result.path)
         ax_image.imshow(image)
@@ -66,5 +64,4 @@ def plot_classifications(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
