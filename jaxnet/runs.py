@@ -57,6 +57,8 @@ def _hyperparameters(config: TrainConfig) -> str:
     fields = ["epochs", "batch_size", "optimizer", "learning_rate", "lr_decay", "train_size", "seed"]
     if config.optimizer == "momentum":
         fields.insert(3, "momentum")
+    if config.weight_decay:
+        fields.insert(3, "weight_decay")
     if config.model == "two_layer":
         fields += ["hidden_dim", "weight_scale", "reg"]
     return ", ".join(f"{f} = {getattr(config, f)}" for f in fields if getattr(config, f) is not None)
