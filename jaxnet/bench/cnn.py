@@ -256,7 +256,8 @@ def run(quick: bool = False, **options) -> BenchResult:
         ratios[f"batch {batch}: jaxnet / per-batch step images/s"] = speed[FIT] / speed[STEP]
         targets.append(Target(f"batch {batch}: jaxnet share of the matmul rate", share, TARGET_SHARE, unit="%"))
 
-    busy = common.busy_warning(clock.load, torch.get_num_threads() if torch is not None else 0)
+    several = torch is not None and torch.get_num_threads() > 1
+    busy = common.busy_warning(clock.load, "PyTorch" if several else "", "--torch-threads 1")
     check = ""
     if torch is not None:
         check = (f" Converter check: the PyTorch network and jaxnet with its weights (from_torch_state_dict) differ "

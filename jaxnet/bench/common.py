@@ -271,16 +271,18 @@ def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
-def busy_warning(load: float, torch_threads: int = 0, threshold: float | None = None) -> str:
+def busy_warning(load: float, suffers: str = "", hint: str = "", threshold: float | None = None) -> str:
     """A sentence for a run that started busy: a 1-minute load average of at least ``threshold`` (default: the
-    number of usable CPUs); empty otherwise. With PyTorch on several threads it says why PyTorch suffers most."""
+    number of usable CPUs); empty otherwise. ``suffers`` names a multi-threaded library measured alongside
+    (PyTorch's OpenMP, NumPy's OpenBLAS): its threads wait for each other whenever one is descheduled, so a
+    busy machine slows it far more than XLA; ``hint`` says how to measure it on one thread."""
     if load < (cpu_count() if threshold is None else threshold):
         return ""
     text = (f" **The machine was busy** (load average {load:.1f} on {cpu_count()} CPUs at the start): other work "
             f"shared the CPUs, so the figures are low and noisy.")
-    if torch_threads > 1:
-        text += (" PyTorch suffers most: its OpenMP threads wait for each other whenever one is descheduled "
-                 "(compare --torch-threads 1).")
+    if suffers:
+        text += (f" {suffers} suffers most: its threads wait for each other whenever one is descheduled"
+                 f"{f' (compare {hint})' if hint else ''}.")
     return text
 
 

@@ -115,7 +115,7 @@ def run(quick: bool = False, **options) -> BenchResult:
         f"EfficientNet-Lite0 inference, batch {o['batch']} x 224x224x3, uint8 in, logits out, median of "
         f"{o['rounds']} interleaved rounds; jax on {jax.devices()[0].platform}, {torch_note}. {probe.summary()}."
         + "".join(f" Largest logit difference of {name} to jaxnet: {d:.1e}." for name, d in differences.items())
-        + common.busy_warning(clock.load, torch_threads),
+        + common.busy_warning(clock.load, "PyTorch" if torch_threads > 1 else "", "--torch-threads 1"),
         "",
         "| version | images/s (median) | range | ms per batch |",
         "| --- | ---: | ---: | ---: |",

@@ -81,9 +81,10 @@ def run(quick: bool = False, **options) -> BenchResult:
 
     clock = common.Stopwatch()
     o = common.settle(NAME, DEFAULTS, QUICK, quick, options)
-    config = dataclasses.replace(configs.two_layer(), hidden_dim=HIDDEN, reg=REG, learning_rate=LR,
-                                 batch_size=BATCH, **({"steps_per_call": o["steps_per_call"]}
-                                                      if o["steps_per_call"] else {}))
+    # The set-up (plain SGD, as the NumPy version), run the way the loop runs the two-layer config.
+    config = dataclasses.replace(configs.two_layer(), hidden_dim=HIDDEN, reg=REG, optimizer="sgd", learning_rate=LR,
+                                 weight_decay=0.0, batch_size=BATCH,
+                                 **({"steps_per_call": o["steps_per_call"]} if o["steps_per_call"] else {}))
     o["steps_per_call"] = config.steps_per_call
     dataset = data.load_dataset("fashion_mnist", val_size=0)
     images, labels = dataset.x_train[:o["limit"]], dataset.y_train[:o["limit"]]
@@ -152,7 +153,8 @@ def run(quick: bool = False, **options) -> BenchResult:
     lines = [
         f"{din} -> {HIDDEN} -> {CLASSES}, batch {BATCH}, {n:,} Fashion-MNIST images, SGD lr {LR}, L2 {REG}; "
         f"{gflop:.1f} GFLOP per epoch; jaxnet's loop runs {config.steps_per_call} steps per compiled call. "
-        f"Median of {o['rounds']} interleaved rounds. {probe.summary()}; FLOP floor {gflop / peak:.2f} s per epoch.",
+        f"Median of {o['rounds']} interleaved rounds. {probe.summary()}; FLOP floor {gflop / peak:.2f} s per epoch."
+        + common.busy_warning(clock.load, "NumPy (OpenBLAS)", "OPENBLAS_NUM_THREADS=1"),
         "",
         "| version | s per epoch | GFLOP/s | % of matmul | speed vs NumPy |",
         "| --- | ---: | ---: | ---: | ---: |",
