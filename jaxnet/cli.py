@@ -8,6 +8,7 @@ modules are imported inside the commands, so ``jaxnet --help`` answers at once. 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,10 +66,30 @@ _TRAIN_FLAGS = {
 }
 
 
+def _start_processes(args: argparse.Namespace) -> None:
+    """With --coordinator/--num-processes/--process-id (or their JAX_* variables): joins the other processes
+    of a multi-process run. Before anything else touches JAX."""
+    from jaxnet import distributed
+
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if given and len(given) < len(flags):
+        raise UserError(f"{', '.join(flags)} go together: give all three (or none, for one process); "
+                        f"only {', '.join(given)} given")
+    env = (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID)
+    if given or any(os.environ.get(name) for name in env):
+        try:
+            distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        except distributed.DistributedError as error:
+            raise UserError(str(error)) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from jaxnet import configs, data, plots, train
+    _start_processes(args)
+    from jaxnet import configs, data, distributed, plots, train
     from jaxnet.checkpoint import CheckpointError
 
     config = configs.PRESETS[args.model]()
@@ -82,6 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except train.TrainingDiverged as error:
         print(f"jaxnet train: {error}", file=sys.stderr)
         return 1
+    if not distributed.is_main_process():  # process 0 plots and reports
+        return 0
     paths = plots.plot_training(result.metrics, Path(args.out) / "training.png", title=f"{args.model} on {config.dataset}")
     print(f"final: train acc {result.metrics['train_accuracy'][-1]:.4f}, "
           f"val acc {result.metrics['val_accuracy'][-1]:.4f}")
@@ -235,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder for checkpoint.msgpack, metrics.json and plots")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = p.add_argument_group(
+        "several processes (jax.distributed)",
+        "Run the same command in every process, each with its own --process-id; all three flags or none "
+        "(or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID). Every host needs the data; process 0 "
+        "writes --out.")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 and a free port on it")
+    group.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process: 0..N-1")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="print the test accuracy of a trained run",

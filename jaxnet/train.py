@@ -12,8 +12,10 @@ How an epoch runs, and why:
   partial last batch in its own: at most three programs, each compiled once, whatever the number of epochs.
 - The learning rate lives in the optimizer state (``optax.inject_hyperparams``), so a decay or a new rate
   on resume changes no compiled program.
-- Data parallel: a 1-D mesh over all local devices; the batch is split across it, params replicated.
-  XLA inserts the gradient all-reduce. One device is the same code path.
+- Data parallel: a 1-D mesh over all devices (of every process, after :func:`jaxnet.distributed.initialize`);
+  the batch is split across it, params replicated. XLA inserts the gradient all-reduce. One device is the
+  same code path. With several processes each holds the same host data and puts only its own devices'
+  shards; process 0 alone writes files and shows progress.
 
 After every epoch the state, the metrics and the config go to ``RUN_DIR/checkpoint.msgpack`` (atomically)
 and ``RUN_DIR/metrics.json``; ``resume=True`` continues from the last finished epoch. A NaN or inf loss
@@ -38,7 +40,7 @@ from flax import struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnet import checkpoint, layers
+from jaxnet import checkpoint, distributed, layers
 from jaxnet.cache import atomic_write_bytes
 from jaxnet.models import Classifier
 
@@ -155,7 +157,7 @@ def set_learning_rate(state: TrainState, learning_rate: float) -> TrainState:
     """Returns ``state`` with a new learning rate (an array in the optimizer state: no recompilation)."""
     hyperparams = dict(state.opt_state.hyperparams)
     old = hyperparams["learning_rate"]
-    hyperparams["learning_rate"] = jax.device_put(jnp.asarray(learning_rate, old.dtype), old.sharding)
+    hyperparams["learning_rate"] = distributed.global_array(jnp.asarray(learning_rate, old.dtype), old.sharding)
     return state.replace(opt_state=state.opt_state._replace(hyperparams=hyperparams))
 
 
@@ -221,8 +223,8 @@ def make_predict(classifier: Classifier):
 
 
 def data_mesh(devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh named ``data`` over ``devices`` (default: all local devices of the default backend)."""
-    devices = jax.local_devices() if devices is None else devices
+    """A 1-D mesh named ``data`` over ``devices`` (default: all devices of the default backend, of every process)."""
+    devices = jax.devices() if devices is None else devices
     return jax.sharding.Mesh(np.array(devices), ("data",))
 
 
@@ -257,7 +259,7 @@ def accuracy(predict, params, images: np.ndarray, labels: np.ndarray, batch_size
         size = len(batch)
         if size < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
-        predicted = np.asarray(predict(params, jax.device_put(batch, sharding)))[:size]
+        predicted = distributed.host_array(predict(params, distributed.global_array(batch, sharding)))[:size]
         correct += int((predicted == labels[start:start + size]).sum())
     return correct / n
 
@@ -306,15 +308,17 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
       dataset: a loaded :class:`jaxnet.data.Dataset`, to skip loading (experiments that train many
         models load it once); default: ``load_dataset`` from the config.
       resume: continue from ``run_dir``'s checkpoint (its model config must match).
-      progress: show a progress bar with the running loss.
-      mesh: devices to train on (default: all local devices).
+      progress: show a progress bar with the running loss (process 0 only).
+      mesh: devices to train on (default: all devices, of every process).
       on_epoch: called after each epoch with ``(epoch, metrics)``.
     """
     from jaxnet import data as data_lib
 
     config.validate()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main_process()  # the one process that writes files and prints
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if dataset is None:
         dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
                                         train_size=config.train_size, seed=config.seed)
@@ -330,7 +334,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     optimizer = make_optimizer(config)
     key = jax.random.key(config.seed)
     replicated = NamedSharding(mesh, P())
-    state = jax.device_put(init_state(classifier, optimizer, jax.random.fold_in(key, 0)), replicated)
+    state = distributed.global_array(init_state(classifier, optimizer, jax.random.fold_in(key, 0)), replicated)
     meta = {"model": classifier.name, "model_config": classifier.config, "config": dataclasses.asdict(config),
             "class_names": list(dataset.class_names)}
 
@@ -341,17 +345,21 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     start_epoch = 0
     ckpt_file = run_dir / checkpoint.CHECKPOINT_NAME
     if resume:
-        if not ckpt_file.exists():
-            raise checkpoint.CheckpointError(f"--resume: {run_dir} has no {checkpoint.CHECKPOINT_NAME} to resume from")
-        restored, saved_meta = checkpoint.restore(ckpt_file, jax.device_get(state), classifier.name, classifier.config)
-        state = jax.device_put(restored, replicated)
+        def restore():  # on process 0, the one that wrote the checkpoint
+            if not ckpt_file.exists():
+                raise checkpoint.CheckpointError(
+                    f"--resume: {run_dir} has no {checkpoint.CHECKPOINT_NAME} to resume from")
+            return checkpoint.restore(ckpt_file, jax.device_get(state), classifier.name, classifier.config)
+
+        restored, saved_meta = distributed.from_main_process(restore)
+        state = distributed.global_array(restored, replicated)
         metrics.update({k: saved_meta["metrics"][k] for k in ("loss", "train_accuracy", "val_accuracy",
                                                                    "learning_rate", "epoch_seconds")})
         start_epoch = saved_meta["epoch"] + 1
 
     # The data, once, on every device; batches are gathered on the device.
-    train_images = jax.device_put(dataset.x_train, replicated)
-    train_labels = jax.device_put(dataset.y_train.astype(np.int32), replicated)
+    train_images = distributed.global_array(dataset.x_train, replicated)
+    train_labels = distributed.global_array(dataset.y_train.astype(np.int32), replicated)
     rng = np.random.default_rng(config.seed)
     eval_count = min(config.train_eval_size, len(dataset.x_train))
     eval_subset = np.sort(rng.choice(len(dataset.x_train), eval_count, replace=False))
@@ -362,7 +370,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     steps_per_epoch = len(epoch_blocks(np.zeros(n, np.int32), config.batch_size, 1))
 
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=(config.epochs - start_epoch) * steps_per_epoch, unit="step",
@@ -377,8 +385,8 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             epoch_losses = []
             for block in epoch_blocks(order, config.batch_size, config.steps_per_call):
                 sharding = _batch_sharding(mesh, block.shape[1], batch_axis=1)
-                state, losses = chunk(state, train_images, train_labels, jax.device_put(block, sharding))
-                losses = np.asarray(losses)
+                state, losses = chunk(state, train_images, train_labels, distributed.global_array(block, sharding))
+                losses = distributed.host_array(losses)
                 if not np.all(np.isfinite(losses)):
                     bad = len(metrics["loss"]) + len(epoch_losses) + int(np.argmin(np.isfinite(losses)))
                     raise TrainingDiverged(
@@ -401,13 +409,15 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             metrics["val_accuracy"].append(val_acc)
             metrics["learning_rate"].append(lr)
             metrics["epoch_seconds"].append(time.perf_counter() - started)
-            checkpoint.save(ckpt_file, state, {**meta, "epoch": epoch, "metrics": metrics})
-            _write_json(run_dir / "metrics.json", metrics)
+            host_state = distributed.host_array(state)  # on every process: it may take a collective
+            if main:
+                checkpoint.save(ckpt_file, host_state, {**meta, "epoch": epoch, "metrics": metrics})
+                _write_json(run_dir / "metrics.json", metrics)
             line = (f"epoch {epoch + 1}/{config.epochs}: loss {np.mean(epoch_losses):.4f}, "
                     f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
             if bar is not None:
                 bar.write(line)
-            else:
+            elif main:
                 print(line, flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
