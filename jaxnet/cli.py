@@ -303,13 +303,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
     p.set_defaults(func=_cmd_bench)
 
+    for command in sub.choices.values():
+        command.add_argument("--device", choices=sorted(_PLATFORMS), default=None,
+                             help="where JAX computes (default: the best available: TPU, then GPU, then CPU)")
     return parser
+
+
+# --device -> JAX_PLATFORMS. Set before JAX starts its backends; child processes (jaxnet bench) inherit it.
+_PLATFORMS = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}
+
+
+def use_device(kind: str | None) -> None:
+    """Makes ``kind`` ("cpu", "gpu", "tpu") JAX's only platform, or raises :class:`UserError` if it is absent."""
+    if kind is None:
+        return
+    import os
+
+    os.environ["JAX_PLATFORMS"] = _PLATFORMS[kind]
+    import jax
+
+    try:
+        devices = jax.devices()
+    except Exception as error:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        hint = {"gpu": "install JAX's CUDA build (pip install 'jax[cuda12]') on a machine with an NVIDIA GPU",
+                "tpu": "run on a Cloud TPU VM with pip install 'jax[tpu]'", "cpu": "check the jaxlib install"}[kind]
+        raise UserError(f"--device {kind}: JAX found no {kind.upper()} ({reason}); {hint}, "
+                        "or leave --device out to use the best device available") from None
+    if jax.config.jax_platforms != _PLATFORMS[kind]:  # JAX had started before: the variable came too late
+        raise UserError(f"--device {kind}: JAX was already running on {devices[0].platform}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_device(args.device)
         return args.func(args)
     except UserError as error:
         print(f"jaxnet {args.command}: error: {error}", file=sys.stderr)

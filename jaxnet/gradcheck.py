@@ -14,6 +14,9 @@ Relative error of two gradients a, b is ``||a - b|| / (||a|| + ||b||)`` over eac
 are 0), the largest over arguments and cotangents is reported. A norm is used rather than the worst
 element so that coordinates whose gradient is close to 0 do not dominate.
 
+Checks run with ``jax.default_matmul_precision("highest")``: on GPUs and TPUs float32 matrix products are
+otherwise rounded to TF32/bf16, which no 1e-9 check survives.
+
 What to expect: in float64 (the default; checks run under ``jax.enable_x64``) both errors of a correct
 backward pass are below 1e-9: about 1e-12 against finite differences and 1e-16 against ``jax.vjp``.
 In float32 the ``jax.vjp`` error is rounding noise, below about 1e-6, but finite differences lose most
@@ -112,7 +115,8 @@ def check_pair(
       A :class:`GradCheckResult`.
     """
     key = jax.random.key(0) if key is None else key
-    with jax.enable_x64(jnp.dtype(dtype) == jnp.float64):
+    # GPUs and TPUs multiply float32 matrices in TF32/bf16 by default: too coarse for these tolerances.
+    with jax.enable_x64(jnp.dtype(dtype) == jnp.float64), jax.default_matmul_precision("highest"):
         args = [_cast(a, dtype) for a in args]
         if wrt is None:
             wrt = [i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating)]

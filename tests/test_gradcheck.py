@@ -1,5 +1,6 @@
 """gradcheck itself: it passes correct backward passes and catches wrong ones; and the CLI table."""
 
+import os
 import subprocess
 import sys
 
@@ -77,3 +78,10 @@ def test_console_script_help_lists_subcommands():
 def test_wrong_argument_is_a_usage_error():
     proc = subprocess.run([sys.executable, "-m", "jaxnet", "gradcheck", "--dtype", "int8"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'int8'" in proc.stderr
+
+
+def test_device_flag_for_a_missing_accelerator_is_one_clear_line():
+    proc = subprocess.run([sys.executable, "-m", "jaxnet", "gradcheck", "--device", "tpu"], capture_output=True,
+                          text=True, env={**os.environ, "JAX_PLATFORMS": ""})
+    assert proc.returncode == 2
+    assert "--device tpu: JAX found no TPU" in proc.stderr and "Traceback" not in proc.stderr
