@@ -41,7 +41,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     unknown = [p for p in args.parts or [] if p not in report.PARTS]
     if unknown:
         raise UserError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(report.PARTS)}")
-    path = report.write_report(Path(args.out), args.parts, quick=args.quick)
+    path = report.write_report(Path(args.out), args.parts or None, quick=args.quick)
     print(f"wrote {path}")
     return 0
 

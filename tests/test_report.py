@@ -30,6 +30,14 @@ def test_named_parts_only(tmp_path, monkeypatch):
     assert calls == ["c", "a"]
 
 
+def test_no_names_runs_every_part(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(report, "PARTS", {name: (name, lambda o, q, name=name: calls.append(name) or name)
+                                          for name in ["a", "b"]})
+    assert cli.main(["report", "--out", str(tmp_path)]) == 0
+    assert calls == ["a", "b"]
+
+
 def test_unknown_part_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["report", "--out", str(tmp_path), "cnn", "nope"]) == 2
     assert "unknown part(s) nope; choose from gradcheck, two_layer, cnn, pretrained" in capsys.readouterr().err
