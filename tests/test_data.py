@@ -545,7 +545,11 @@ def test_tfds_non_image_dataset_is_refused(tmp_path):
 
 
 def test_network_probe_gives_up_after_its_timeout(monkeypatch):
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
+    def hang(*args, **kwargs):  # a connection that never answers (and fails when it finally gives up)
+        time.sleep(5)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     monkeypatch.setattr(data.urllib.request, "getproxies", lambda: {})
     start = time.perf_counter()
     assert REAL_PROBE("example.invalid", timeout=0.2) is False
