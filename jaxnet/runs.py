@@ -32,7 +32,7 @@ def search(base: TrainConfig, grid: dict[str, list[Any]], out_dir: Path, dataset
     for i, values in enumerate(itertools.product(*(grid[n] for n in names))):
         point = dict(zip(names, values))
         config = dataclasses.replace(base, epochs=epochs, **point)
-        result = train.fit(config, out_dir / f"point-{i:02d}", dataset=dataset, progress=progress)
+        result = train.fit(config, out_dir / f"point-{i:02d}", dataset=dataset, progress=progress, verbose=False)
         val = result.metrics["val_accuracy"]
         rows.append({**point, "val_accuracy": max(val), "final_val_accuracy": val[-1],
                      "train_accuracy": result.metrics["train_accuracy"][-1]})
@@ -90,7 +90,7 @@ def two_layer_experiment(out_dir: Path, quick: bool = False, dataset_name: str =
                                          **({"epochs": 30} if quick else {}))
     small = data.load_dataset(dataset_name, data_dir=data_dir, train_size=overfit_config.train_size,
                               seed=overfit_config.seed)
-    overfit = train.fit(overfit_config, out_dir / "overfit", dataset=small, progress=progress)
+    overfit = train.fit(overfit_config, out_dir / "overfit", dataset=small, progress=progress, verbose=False)
     plots.plot_training(overfit.metrics, out_dir / "two_layer_overfit.png",
                         title=f"two-layer net, overfit on {overfit_config.train_size} images ({dataset_name})")
 

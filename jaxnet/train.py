@@ -298,7 +298,7 @@ class RunResult:
 
 
 def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool = False,
-        progress: bool = True, mesh: jax.sharding.Mesh | None = None,
+        progress: bool = True, verbose: bool = True, mesh: jax.sharding.Mesh | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
     """Trains ``config.model`` on ``config.dataset``; writes checkpoint and metrics into ``run_dir``.
 
@@ -309,6 +309,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
         models load it once); default: ``load_dataset`` from the config.
       resume: continue from ``run_dir``'s checkpoint (its model config must match).
       progress: show a progress bar with the running loss (process 0 only).
+      verbose: without the bar, print one line per epoch (process 0 only).
       mesh: devices to train on (default: all devices, of every process).
       on_epoch: called after each epoch with ``(epoch, metrics)``.
     """
@@ -417,7 +418,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
                     f"train acc {train_acc:.4f}, val acc {val_acc:.4f}")
             if bar is not None:
                 bar.write(line)
-            elif main:
+            elif main and verbose:
                 print(line, flush=True)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
