@@ -34,8 +34,6 @@ def _cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from jaxnet import report
 
     unknown = [p for p in args.parts or [] if p not in report.PARTS]
@@ -68,7 +66,7 @@ _TRAIN_FLAGS = {
 
 def _start_processes(args: argparse.Namespace) -> None:
     """With --coordinator/--num-processes/--process-id (or their JAX_* variables): joins the other processes
-    of a multi-process run. Before anything else touches JAX."""
+    of a multi-process run (``main`` calls it before anything else touches JAX)."""
     from jaxnet import distributed
 
     flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
@@ -88,7 +86,6 @@ def _start_processes(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    _start_processes(args)
     from jaxnet import configs, data, distributed, plots, train
     from jaxnet.checkpoint import CheckpointError
 
@@ -309,36 +306,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# --device -> JAX_PLATFORMS. Set before JAX starts its backends; child processes (jaxnet bench) inherit it.
+# --device -> JAX_PLATFORMS, which only counts before JAX starts; child processes (jaxnet bench) inherit it.
 _PLATFORMS = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}
 
 
-def use_device(kind: str | None) -> None:
-    """Makes ``kind`` ("cpu", "gpu", "tpu") JAX's only platform, or raises :class:`UserError` if it is absent."""
+def select_platform(kind: str | None) -> None:
+    """Asks JAX for ``kind`` ("cpu", "gpu", "tpu") alone; call before anything starts JAX's backends."""
+    if kind is not None and "jax" not in sys.modules:
+        os.environ["JAX_PLATFORMS"] = _PLATFORMS[kind]
+
+
+def check_device(kind: str | None) -> None:
+    """Raises :class:`UserError` unless JAX computes on ``kind``, saying what to install."""
     if kind is None:
         return
-    import os
-
-    os.environ["JAX_PLATFORMS"] = _PLATFORMS[kind]
     import jax
 
     try:
-        devices = jax.devices()
+        backend = jax.default_backend()
     except Exception as error:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        backend, reason = None, (str(error).splitlines() or [type(error).__name__])[0][:160]
+    if backend != kind:
+        found = f"({reason})" if backend is None else f"(it runs on {backend})"
         hint = {"gpu": "install JAX's CUDA build (pip install 'jax[cuda12]') on a machine with an NVIDIA GPU",
                 "tpu": "run on a Cloud TPU VM with pip install 'jax[tpu]'", "cpu": "check the jaxlib install"}[kind]
-        raise UserError(f"--device {kind}: JAX found no {kind.upper()} ({reason}); {hint}, "
-                        "or leave --device out to use the best device available") from None
-    if jax.config.jax_platforms != _PLATFORMS[kind]:  # JAX had started before: the variable came too late
-        raise UserError(f"--device {kind}: JAX was already running on {devices[0].platform}")
+        raise UserError(f"--device {kind}: JAX found no {kind.upper()} {found}; {hint}, "
+                        "or leave --device out to use the best device available")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        use_device(args.device)
+        select_platform(args.device)
+        if args.command == "train":
+            _start_processes(args)  # jax.distributed must start before any backend does
+        check_device(args.device)
         return args.func(args)
     except UserError as error:
         print(f"jaxnet {args.command}: error: {error}", file=sys.stderr)
