@@ -368,7 +368,8 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     n = len(dataset.x_train)
     chunk = make_train_chunk(classifier, optimizer, unroll=config.unroll)
     predict = make_predict(classifier)
-    steps_per_epoch = len(epoch_blocks(np.zeros(n, np.int32), config.batch_size, 1))
+    sampler = data_lib.BatchSampler(n, config.batch_size, config.seed)  # reshuffles every epoch, from (seed, epoch)
+    steps_per_epoch = sampler.num_batches
 
     bar = None
     if progress and main:
@@ -382,7 +383,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
             started = time.perf_counter()
             lr = config.learning_rate * config.lr_decay**epoch
             state = set_learning_rate(state, lr)
-            order = np.random.default_rng([config.seed, epoch]).permutation(n).astype(np.int32)
+            order = sampler.permutation(epoch)
             epoch_losses = []
             for block in epoch_blocks(order, config.batch_size, config.steps_per_call):
                 sharding = _batch_sharding(mesh, block.shape[1], batch_axis=1)
