@@ -11,7 +11,9 @@ under ``jit``. Label values can only be checked when they are concrete:
 - called eagerly, ``softmax_loss`` raises ``ValueError`` for a label outside ``[0, C)``;
 - under ``jit`` (labels are tracers) a row with such a label gives a NaN loss and NaN gradients, never
   a silent finite answer. Call :func:`check_labels` outside the compiled function to get the error
-  (the training loop does, once per dataset).
+  (the training loop does, once per dataset), or :func:`softmax_loss_checked`, which is compiled with
+  ``jax.experimental.checkify`` and raises for traced labels too; inside your own checkified function,
+  :func:`check_labels_traced` adds the same check.
 
 The second half of this module wraps the same backward passes in ``jax.custom_vjp`` (``fc``, ``relu``,
 ``softmax_cross_entropy``, ``l2_penalty``), so that ``jax.grad`` of a loss built from them runs the
@@ -25,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 Array = jax.Array
 
@@ -95,6 +98,14 @@ def check_labels(y: Any, num_classes: int) -> None:
             f"label y[{i}] = {labels[i]} is outside [0, {num_classes}) ({bad.size} bad label(s) in all); "
             f"labels must be class indices 0..{num_classes - 1}"
         )
+
+
+def check_labels_traced(y: Array, num_classes: int) -> None:
+    """A ``checkify.check`` that every label is in ``[0, num_classes)``, for use inside a function
+    transformed by ``jax.experimental.checkify.checkify`` (a plain ``jit`` cannot stage it)."""
+    bad = (y < 0) | (y >= num_classes)
+    first = jnp.argmax(bad)
+    checkify.check(~bad.any(), f"label y[{{i}}] = {{value}} is outside [0, {num_classes})", i=first, value=y[first])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,6 +220,26 @@ def softmax_loss(x: Any, y: Any) -> tuple[Array, Array]:
     grad_x = (jnp.exp(log_probs) - onehot) / n
     grad_x = jnp.where(valid[:, None], grad_x, nan)
     return loss, grad_x
+
+
+def _softmax_loss_with_check(x: Array, y: Array) -> tuple[Array, Array]:
+    x = _float_array("x", x, ndim=2)
+    check_labels_traced(_label_array(y, x.shape[0]), x.shape[1])
+    return softmax_loss(x, y)
+
+
+_checked_softmax_loss = jax.jit(checkify.checkify(_softmax_loss_with_check))
+
+
+def softmax_loss_checked(x: Any, y: Any) -> tuple[Array, Array]:
+    """:func:`softmax_loss`, compiled with ``checkify``: a label outside [0, C) raises ``ValueError``
+    even though the labels are traced inside the compiled code."""
+    error, result = _checked_softmax_loss(as_array("x", x), as_array("y", y))
+    try:
+        error.throw()
+    except jax.errors.JaxRuntimeError as failure:
+        raise ValueError(str(failure).replace(" (`check` failed)", "")) from None
+    return result
 
 
 def l2_regularization(w: Any, reg: float | Array) -> tuple[Array, Array]:

@@ -242,3 +242,25 @@ def test_fc_with_an_empty_batch_returns_an_empty_output():
     assert out.shape == (0, 3)
     grad_x, grad_w, grad_b = layers.fc_backward(jnp.zeros((0, 3)), cache)
     assert grad_x.shape == (0, 4) and float(jnp.abs(grad_w).sum()) == 0.0
+
+
+def test_softmax_loss_checked_raises_for_traced_labels():
+    x = jnp.zeros((3, 4))
+    loss, grad = layers.softmax_loss_checked(x, jnp.array([0, 3, 1]))
+    np.testing.assert_allclose(loss, np.log(4), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"label y\[2\] = 9 is outside \[0, 4\)"):
+        layers.softmax_loss_checked(x, jnp.array([0, 1, 9]))
+    with pytest.raises(ValueError, match=r"label y\[0\] = -1 is outside"):
+        layers.softmax_loss_checked(x, jnp.array([-1, 1, 2]))
+
+
+def test_check_labels_traced_inside_a_users_checkified_jit():
+    from jax.experimental import checkify
+
+    def loss(x, y):
+        layers.check_labels_traced(y, x.shape[1])
+        return layers.softmax_loss(x, y)[0]
+
+    error, _ = jax.jit(checkify.checkify(loss))(jnp.zeros((2, 3)), jnp.array([1, 5]))
+    with pytest.raises(Exception, match=r"label y\[1\] = 5 is outside \[0, 3\)"):
+        error.throw()
