@@ -36,7 +36,8 @@ def test_quick_bench_writes_every_section(tmp_path, capsys):
         assert f"Reproduce: `jaxnet bench --quick {name}`" in section
         assert f"experiments/bench_{name}.py" in section
         assert re.search(r"^\| -+:? \|", section, re.M), f"{name}: no table"
-        assert re.search(r"^- target .*: .* (met|MISSED) \(target [<>]= ", section, re.M), f"{name}: no target"
+        if "PyTorch not measured" not in section:  # without torch (no `.[bench]`) there is nothing to compare with
+            assert re.search(r"^- target .*: .* (met|MISSED) \(target [<>]= ", section, re.M), f"{name}: no target"
         assert f"| {name} | done |" in text
     assert "FAILED" not in text
     print(f"jaxnet bench --quick: {seconds:.0f} s")  # shown with -s; not asserted (see the module docstring)
