@@ -66,7 +66,9 @@ def restore(path: str | Path, template: Any, expect_model: str | None = None,
         differ = {k: (saved.get(k), v) for k, v in expect_config.items() if saved.get(k) != v}
         if differ:
             details = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in differ.items())
-            raise CheckpointError(f"{path} was trained with another architecture ({details})")
+            raise CheckpointError(f"{path} was trained with another architecture or input normalization ({details}); "
+                                  "resume with the run's own settings (the data split too: --train-size, --val-size, "
+                                  "--seed)")
     try:
         state = serialization.from_state_dict(template, raw)
     except (ValueError, KeyError, TypeError) as error:

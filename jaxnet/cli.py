@@ -90,9 +90,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from jaxnet.checkpoint import CheckpointError
 
     config = configs.PRESETS[args.model]()
-    overrides = {field: getattr(args, field) for field in _TRAIN_FLAGS if getattr(args, field) is not None}
-    config = dataclasses.replace(config, **overrides)
     try:
+        saved = train.saved_config(args.out) if args.resume else None
+        if saved is not None and saved.model == config.model:
+            config = saved  # --resume continues with the run's own settings; flags given now override them
+        overrides = {field: getattr(args, field) for field in _TRAIN_FLAGS if getattr(args, field) is not None}
+        config = dataclasses.replace(config, **overrides)
         config.validate()
         result = train.fit(config, args.out, resume=args.resume, progress=not args.no_progress)
     except (train.ConfigError, data.DataError, CheckpointError) as error:
@@ -115,7 +118,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from jaxnet.checkpoint import CheckpointError
 
     try:
-        acc = train.evaluate_run(args.run, split=args.split)
+        acc = train.evaluate_run(args.run, split=args.split, data_dir=args.data_dir)
     except (CheckpointError, data.DataError) as error:
         raise UserError(str(error)) from None
     print(f"{args.split} accuracy: {acc:.4f}")
@@ -269,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Loads RUN (a run folder or its checkpoint.msgpack) and measures its accuracy.")
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--split", choices=["test", "val"], default="test", help="default: %(default)s")
+    p.add_argument("--data-dir", default=None,
+                   help="where the dataset's files are now, if not where the run found them")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify 28x28 grayscale images with a trained run",
@@ -317,27 +322,43 @@ def select_platform(kind: str | None) -> None:
 
 
 def check_device(kind: str | None) -> None:
-    """Raises :class:`UserError` unless JAX computes on ``kind``, saying what to install."""
-    if kind is None:
-        return
+    """Raises :class:`UserError` unless JAX can compute on ``kind`` (or on what JAX_PLATFORMS asks for)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if kind is None and not platforms:
+        return  # the best device available: nothing to check
     import jax
 
     try:
         backend = jax.default_backend()
     except Exception as error:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
-        backend, reason = None, (str(error).splitlines() or [type(error).__name__])[0][:160]
+        backend = None
+        reason = (str(error).splitlines() or [""])[0].split(" (set JAX_PLATFORMS")[0] or type(error).__name__
+    if kind is None:
+        if backend is None:
+            raise UserError(f"JAX_PLATFORMS={platforms}: JAX cannot start that platform ({reason[:160]}); "
+                            "unset JAX_PLATFORMS to use the best device available")
+        return
     if backend != kind:
-        found = f"({reason})" if backend is None else f"(it runs on {backend})"
+        found = f"({reason[:160]})" if backend is None else f"(it runs on {backend})"
         hint = {"gpu": "install JAX's CUDA build (pip install 'jax[cuda12]') on a machine with an NVIDIA GPU",
                 "tpu": "run on a Cloud TPU VM with pip install 'jax[tpu]'", "cpu": "check the jaxlib install"}[kind]
         raise UserError(f"--device {kind}: JAX found no {kind.upper()} {found}; {hint}, "
                         "or leave --device out to use the best device available")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning  # a CLI user needs the message, not our source line
     try:
+        if getattr(args, "out", None) == "":
+            raise UserError("--out must name a folder")
         select_platform(args.device)
         if args.command == "train":
             _start_processes(args)  # jax.distributed must start before any backend does
@@ -346,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"jaxnet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder that cannot be created, a file that cannot be written, a full disk
+        where = f": {error.filename}" if error.filename else ""
+        print(f"jaxnet {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"jaxnet {args.command}: interrupted", file=sys.stderr)
+        hint = f"; the last finished epoch is saved in {args.out}: add --resume to continue" \
+            if args.command == "train" else ""
+        print(f"jaxnet {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

@@ -95,6 +95,8 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.weight_scale > 0:
             raise ConfigError(f"weight_scale must be positive, got {self.weight_scale}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.optimizer not in ("sgd", "momentum", "adam"):
             raise ConfigError(f"optimizer must be sgd, momentum or adam, got {self.optimizer!r}")
         if self.model not in MODELS:
@@ -308,7 +310,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
       dataset: a loaded :class:`jaxnet.data.Dataset`, to skip loading (experiments that train many
         models load it once); default: ``load_dataset`` from the config.
       resume: continue from ``run_dir``'s checkpoint (its model config must match).
-      progress: show a progress bar with the running loss (process 0 only).
+      progress: show a progress bar with the epoch's mean loss so far (process 0 only).
       verbose: without the bar, print one line per epoch (process 0 only).
       mesh: devices to train on (default: all devices, of every process).
       on_epoch: called after each epoch with ``(epoch, metrics)``.
@@ -317,9 +319,9 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
 
     config.validate()
     run_dir = Path(run_dir)
-    main = distributed.is_main_process()  # the one process that writes files and prints
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file: the run folder must be a folder (new or a run's)")
+    main = distributed.is_main_process()  # the one process that writes files and prints (it creates run_dir)
     if dataset is None:
         dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
                                         train_size=config.train_size, seed=config.seed)
@@ -357,6 +359,9 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
         metrics.update({k: saved_meta["metrics"][k] for k in ("loss", "train_accuracy", "val_accuracy",
                                                                    "learning_rate", "epoch_seconds")})
         start_epoch = saved_meta["epoch"] + 1
+        if start_epoch >= config.epochs:
+            raise ConfigError(f"{run_dir} has already trained {start_epoch} of {config.epochs} epochs: "
+                              f"ask for more (--epochs) to continue it")
 
     # The data, once, on every device; batches are gathered on the device.
     train_images = distributed.global_array(dataset.x_train, replicated)
@@ -371,13 +376,14 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     sampler = data_lib.BatchSampler(n, config.batch_size, config.seed)  # reshuffles every epoch, from (seed, epoch)
     steps_per_epoch = sampler.num_batches
 
+    if main:  # now, not earlier: a run that fails to load its data leaves no empty folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=(config.epochs - start_epoch) * steps_per_epoch, unit="step",
                    dynamic_ncols=True, leave=True)
-    running = None
     try:
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
@@ -399,8 +405,8 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
                     )
                 epoch_losses.extend(losses.tolist())
                 if bar is not None:
-                    running = losses.mean() if running is None else 0.9 * running + 0.1 * losses.mean()
-                    bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{running:.4f}", refresh=False)
+                    bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", epoch_loss=f"{np.mean(epoch_losses):.4f}",
+                                    refresh=False)
                     bar.update(len(losses))
             params = state.params
             train_acc = accuracy(predict, params, dataset.x_train[eval_subset], dataset.y_train[eval_subset],
@@ -429,6 +435,15 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     return RunResult(params=state.params, metrics=metrics, classifier=classifier, run_dir=run_dir)
 
 
+def saved_config(run_dir_or_checkpoint: str | Path) -> TrainConfig | None:
+    """The config a run was trained with (from its checkpoint), or None when it has no checkpoint yet."""
+    path = checkpoint.checkpoint_path(run_dir_or_checkpoint)
+    if not path.exists():
+        return None
+    meta, _ = checkpoint.read_meta(path)
+    return TrainConfig(**meta["config"])
+
+
 def load_run(run_dir_or_checkpoint: str | Path) -> tuple[Classifier, Any, dict[str, Any]]:
     """Loads a trained model: returns ``(classifier, params, meta)`` from a run folder or checkpoint file."""
     path = checkpoint.checkpoint_path(run_dir_or_checkpoint)
@@ -445,20 +460,27 @@ def load_run(run_dir_or_checkpoint: str | Path) -> tuple[Classifier, Any, dict[s
 
 
 def evaluate_run(run_dir_or_checkpoint: str | Path, split: str = "test", dataset=None,
-                 record: bool = True) -> float:
-    """Accuracy of a trained run on ``split`` ("test" or "val") of its dataset; recorded in metrics.json."""
+                 data_dir: str | None = None, record: bool = True) -> float:
+    """Accuracy of a trained run on ``split`` ("test" or "val") of its dataset.
+
+    The data is loaded as the run loaded it (same split and seed), from ``data_dir`` if given (a run moved
+    to another machine), else from where the run found it. The test accuracy is recorded in metrics.json
+    as ``test_accuracy``; validation accuracy is already there per epoch and is left as it is.
+    """
     from jaxnet import data as data_lib
 
     classifier, params, meta = load_run(run_dir_or_checkpoint)
     config = TrainConfig(**meta["config"])
     if dataset is None:
-        dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,
-                                        train_size=config.train_size, seed=config.seed)
+        dataset = data_lib.load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
+                                        val_size=config.val_size, train_size=config.train_size, seed=config.seed)
     images, labels = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_val, dataset.y_val)
+    if len(images) == 0:
+        raise data_lib.DataError(f"the run's {split} split is empty (it was trained with val_size=0)")
     acc = accuracy(make_predict(classifier), params, images, labels, config.eval_batch_size)
     metrics_file = checkpoint.checkpoint_path(run_dir_or_checkpoint).parent / "metrics.json"
-    if record and metrics_file.exists():
+    if record and split == "test" and metrics_file.exists():
         metrics = json.loads(metrics_file.read_text())
-        metrics[f"{split}_accuracy"] = acc
+        metrics["test_accuracy"] = acc
         _write_json(metrics_file, metrics)
     return acc

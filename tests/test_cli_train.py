@@ -92,3 +92,46 @@ def test_train_help_lists_the_flags():
     out = subprocess.run([sys.executable, "-m", "jaxnet", "train", "--help"], capture_output=True, text=True).stdout
     for flag in ["--dataset", "--hidden-dim", "--lr", "--reg", "--epochs", "--batch-size", "--seed", "--out", "--resume"]:
         assert flag in out
+
+
+def test_resume_keeps_the_runs_own_settings(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    # only --epochs given: --train-size 3000, --hidden-dim 64 and --batch-size 32 come from the checkpoint
+    assert cli.main(["train", "two-layer", "--epochs", "3", "--out", str(run), "--resume", "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["train_size"] == 3000 and metrics["config"]["hidden_dim"] == 64
+    assert len(metrics["val_accuracy"]) == 3
+    assert cli.main(["train", "two-layer", "--epochs", "3", "--out", str(run), "--resume"]) == 2
+    assert "already trained 3 of 3 epochs" in capsys.readouterr().err
+
+
+def test_evaluate_val_leaves_the_per_epoch_history(trained_run, capsys):
+    before = json.loads((trained_run / "metrics.json").read_text())["val_accuracy"]
+    assert cli.main(["evaluate", str(trained_run), "--split", "val"]) == 0
+    assert json.loads((trained_run / "metrics.json").read_text())["val_accuracy"] == before
+    assert float(capsys.readouterr().out.split()[-1]) == before[-1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--momentum", "5", "--optimizer", "momentum"], "momentum must be in [0, 1)"),
+        (["--out", ""], "--out must name a folder"),
+    ],
+)
+def test_more_bad_train_flags(args, message, tmp_path, capsys):
+    argv = ["train", "two-layer", *args]
+    if "--out" not in args:
+        argv += ["--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # a run that cannot start leaves no folder behind
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["train", "two-layer", "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in capsys.readouterr().err
