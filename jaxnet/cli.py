@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="results", help="output folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="small sizes: a few minutes in all")
-    p.add_argument("parts", nargs="*", metavar="PART", help="parts to run (default: all)")
+    p.add_argument("parts", nargs="*", metavar="PART",
+                   help="parts to run, of gradcheck, two_layer, cnn, pretrained (default: all, in that order)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trains a model with the one training loop. Unset flags keep the model's defaults "
         "(jaxnet/configs.py). Interrupted runs continue with --resume.",
     )
-    p.add_argument("model", choices=["two-layer", "cnn"])
+    p.add_argument("model", choices=["two-layer", "cnn"],
+                   help="two-layer: fc-ReLU-fc with hand-written gradients; cnn: the assignment's Flax CNN")
     for field, (flag, kind, text) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=field, type=kind, default=None, help=text)
     p.add_argument("--out", required=True, help="run folder for checkpoint.msgpack, metrics.json and plots")
@@ -270,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="print the test accuracy of a trained run",
                        description="Loads RUN (a run folder or its checkpoint.msgpack) and measures its accuracy.")
-    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a folder written by `jaxnet train`, or its checkpoint")
     p.add_argument("--split", choices=["test", "val"], default="test", help="default: %(default)s")
     p.add_argument("--data-dir", default=None,
                    help="where the dataset's files are now, if not where the run found them")
@@ -279,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify 28x28 grayscale images with a trained run",
                        description="Other sizes and colour images are converted, with a warning. A file that "
                        "cannot be read is reported and the others are still classified (exit status 1).")
-    p.add_argument("run", metavar="RUN_DIR")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("run", metavar="RUN_DIR", help="a folder written by `jaxnet train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files; Fashion-MNIST style is 28x28 grayscale, a light article on black")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("classify", help="classify photos with a pretrained ImageNet model (jaxnet.hub)",

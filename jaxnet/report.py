@@ -12,6 +12,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from jaxnet.cache import atomic_write_bytes
+
 Part = Callable[[Path, bool], str]
 
 
@@ -58,19 +60,21 @@ PARTS: dict[str, tuple[str, Part]] = {
 
 
 def write_report(out_dir: Path, parts: list[str] | None = None, quick: bool = False) -> Path:
-    """Runs ``parts`` (default: all, in order) and writes ``out_dir/REPORT.md``; returns its path."""
+    """Runs ``parts`` (default: all, in order) and writes ``out_dir/REPORT.md``; returns its path.
+
+    Each part's section is kept in ``out_dir/parts/NAME.md`` (with when, where and how long it ran), and
+    REPORT.md is assembled from every section there, in the parts' order: running one part again updates
+    its section and keeps the others. REPORT.md is rewritten after every part, so an interrupted run keeps
+    what is done.
+    """
     import jax
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    sections = out_dir / "parts"
+    sections.mkdir(exist_ok=True)
     names = list(PARTS) if parts is None else parts
     devices = ", ".join(str(d) for d in jax.devices())
-    lines = [
-        "# jaxnet: the assignment, generated",
-        "",
-        f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} on {devices}"
-        f"{' (--quick)' if quick else ''}.",
-        "",
-    ]
+    path = out_dir / "REPORT.md"
     for name in names:
         title, part = PARTS[name]
         print(f"== {title}", flush=True)
@@ -82,10 +86,18 @@ def write_report(out_dir: Path, parts: list[str] | None = None, quick: bool = Fa
             body = f"**This part failed:** `{type(error).__name__}: {error}`\n\n```\n{traceback.format_exc()}```"
             status = "FAILED"
         seconds = time.perf_counter() - start
-        lines += [f"## {title}", "", f"_{status} in {seconds:.1f} s_", "", body, ""]
+        when = datetime.datetime.now().isoformat(timespec="seconds")
+        stamp = f"_{status} in {seconds:.1f} s on {devices}, {when}{' (--quick)' if quick else ''}_"
+        atomic_write_bytes(sections / f"{name}.md", f"## {title}\n\n{stamp}\n\n{body}\n".encode())
         print(f"   {status} in {seconds:.1f} s", flush=True)
-    path = out_dir / "REPORT.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+        atomic_write_bytes(path, _assemble(sections).encode())
     return path
+
+
+def _assemble(sections: Path) -> str:
+    lines = ["# jaxnet: the assignment, generated", "",
+             "Each part says when and on which devices it ran; `jaxnet report PART` redoes one part.", ""]
+    for name in PARTS:
+        section = sections / f"{name}.md"
+        lines.append(section.read_text() if section.exists() else f"## {PARTS[name][0]}\n\n_not run yet_\n")
+    return "\n".join(lines)
