@@ -95,6 +95,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if saved is not None and saved.model == config.model:
             config = saved  # --resume continues with the run's own settings; flags given now override them
         overrides = {field: getattr(args, field) for field in _TRAIN_FLAGS if getattr(args, field) is not None}
+        if args.model == "cnn":
+            unused = [_TRAIN_FLAGS[f][0] for f in ("hidden_dim", "weight_scale", "reg") if f in overrides]
+            if unused:
+                raise UserError(f"{', '.join(unused)}: two-layer flags; the CNN's architecture is fixed "
+                                "(regularize it with --weight-decay)")
         config = dataclasses.replace(config, **overrides)
         config.validate()
         result = train.fit(config, args.out, resume=args.resume, progress=not args.no_progress)

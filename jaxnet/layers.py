@@ -248,6 +248,8 @@ def l2_regularization(w: Any, reg: float | Array) -> tuple[Array, Array]:
     reg = jnp.asarray(reg, w.dtype)
     if reg.ndim != 0:
         raise ValueError(f"reg must be a scalar, got shape {reg.shape}")
+    if not isinstance(reg, jax.core.Tracer) and float(reg) < 0:
+        raise ValueError(f"reg must be >= 0 (a penalty), got {float(reg)}")
     return 0.5 * reg * jnp.sum(w * w), reg * w
 
 
