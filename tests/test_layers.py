@@ -264,3 +264,11 @@ def test_check_labels_traced_inside_a_users_checkified_jit():
     error, _ = jax.jit(checkify.checkify(loss))(jnp.zeros((2, 3)), jnp.array([1, 5]))
     with pytest.raises(Exception, match=r"label y\[1\] = 5 is outside \[0, 3\)"):
         error.throw()
+
+
+def test_labels_checked_gives_the_same_values_without_the_masks():
+    x = jax.random.normal(jax.random.key(0), (5, 4))
+    y = jnp.array([0, 3, 1, 2, 2])
+    for got, want in zip(jax.jit(lambda x, y: layers.softmax_loss(x, y, labels_checked=True))(x, y),
+                         layers.softmax_loss(x, y)):
+        np.testing.assert_array_equal(got, want)

@@ -52,10 +52,14 @@ def backward(params: Params, grad_scores: jax.Array, cache: tuple) -> Params:
     return {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2}
 
 
-def training_step(params: Params, X_batch: jax.Array, y_batch: jax.Array, reg: float) -> tuple[jax.Array, Params]:
-    """Softmax loss plus L2 on W1 and W2 (not the biases), and its gradients from the backward passes."""
+def training_step(params: Params, X_batch: jax.Array, y_batch: jax.Array, reg: float, *,
+                  labels_checked: bool = False) -> tuple[jax.Array, Params]:
+    """Softmax loss plus L2 on W1 and W2 (not the biases), and its gradients from the backward passes.
+
+    ``labels_checked``: see :func:`jaxnet.layers.softmax_loss`.
+    """
     scores, cache = forward(params, X_batch)
-    loss, grad_scores = layers.softmax_loss(scores, y_batch)
+    loss, grad_scores = layers.softmax_loss(scores, y_batch, labels_checked=labels_checked)
     grads = backward(params, grad_scores, cache)
     for name in ("W1", "W2"):
         reg_loss, reg_grad = layers.l2_regularization(params[name], reg)
@@ -78,7 +82,8 @@ def classifier(input_shape: tuple[int, ...], num_classes: int, hidden_dim: int =
         name="two_layer",
         init=lambda key: init(key, input_dim, hidden_dim, num_classes, weight_scale),
         apply=lambda params, x: forward(params, x)[0],
-        loss_and_grads=lambda params, x, y: training_step(params, x, y, reg),
+        # The training loop checks every label once, on the host, before it trains.
+        loss_and_grads=lambda params, x, y: training_step(params, x, y, reg, labels_checked=True),
         preprocess=preprocess,
         # The architecture and its input normalization; training settings (reg, weight_scale) live in TrainConfig.
         config={"input_shape": list(input_shape), "num_classes": num_classes, "hidden_dim": hidden_dim,
