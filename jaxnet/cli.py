@@ -48,9 +48,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 _TRAIN_FLAGS = {
     "dataset": ("--dataset", str, "dataset name: fashion_mnist, cifar10 or a tensorflow-datasets name"),
     "data_dir": ("--data-dir", str, "folder with the dataset's files (else the default place or env variable)"),
-    "epochs": ("--epochs", int, "number of epochs"),
+    "epochs": ("--epochs", int, "number of epochs in all"),
     "batch_size": ("--batch-size", int, "batch size"),
-    "learning_rate": ("--lr", float, "learning rate"),
+    "learning_rate": ("--lr", float, "learning rate of epoch 1 (epoch e uses lr * lr_decay**(e-1))"),
     "lr_decay": ("--lr-decay", float, "learning rate multiplier after every epoch, in (0, 1]"),
     "optimizer": ("--optimizer", str, "sgd, momentum or adam"),
     "momentum": ("--momentum", float, "momentum (with --optimizer momentum)"),
@@ -98,11 +98,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.model == "cnn":
             unused = [_TRAIN_FLAGS[f][0] for f in ("hidden_dim", "weight_scale", "reg") if f in overrides]
             if unused:
-                raise UserError(f"{', '.join(unused)}: two-layer flags; the CNN's architecture is fixed "
+                raise UserError(f"{', '.join(unused)}: two-layer flag{'s' if len(unused) > 1 else ''}; the CNN's "
+                                "architecture is fixed "
                                 "(regularize it with --weight-decay)")
         config = dataclasses.replace(config, **overrides)
         config.validate()
-        result = train.fit(config, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train.fit(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                           progress=not args.no_progress)
     except (train.ConfigError, data.DataError, CheckpointError) as error:
         raise UserError(str(error)) from None
     except train.TrainingDiverged as error:
@@ -153,7 +155,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             best = int(probs.argmax())
             print(f"{path}: {best} {names[best]} ({probs[best]:.3f})")
     for message in loaded.errors.values():
-        print(f"error: {message}", file=sys.stderr)
+        print(f"jaxnet predict: error: {message}", file=sys.stderr)
     return 1 if loaded.errors else 0
 
 
@@ -178,7 +180,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print(classify.format_results(results))
     failed = [r for r in results if r.error is not None]
     for result in failed if not args.json else []:
-        print(f"error: {result.error}", file=sys.stderr)
+        print(f"jaxnet classify: error: {result.error}", file=sys.stderr)
     if args.figure and len(failed) < len(results):
         path = figure.plot_classifications(results, model.preprocessing, args.figure, top=min(args.top, 5))
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
@@ -263,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     for field, (flag, kind, text) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=field, type=kind, default=None, help=text)
     p.add_argument("--out", required=True, help="run folder for checkpoint.msgpack, metrics.json and plots")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last finished epoch, with its saved settings; flags "
+                   "given now override them (--epochs counts all epochs, --lr is the schedule's base rate)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = p.add_argument_group(
         "several processes (jax.distributed)",
@@ -275,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--process-id", type=int, metavar="I", help="this process: 0..N-1")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="print the test accuracy of a trained run",
+    p = sub.add_parser("evaluate", help="print the accuracy of a trained run (test split by default)",
                        description="Loads RUN (a run folder or its checkpoint.msgpack) and measures its accuracy.")
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT", help="a folder written by `jaxnet train`, or its checkpoint")
     p.add_argument("--split", choices=["test", "val"], default="test", help="default: %(default)s")
@@ -340,7 +345,7 @@ def check_device(kind: str | None) -> None:
         backend = jax.default_backend()
     except Exception as error:  # RuntimeError, or an AssertionError when no plugin for the platform is installed
         backend = None
-        reason = (str(error).splitlines() or [""])[0].split(" (set JAX_PLATFORMS")[0] or type(error).__name__
+        reason = (str(error).splitlines() or [""])[0].split(" (set JAX_PLATFORMS")[0] or "no JAX plugin for it"
     if kind is None:
         if backend is None:
             raise UserError(f"JAX_PLATFORMS={platforms}: JAX cannot start that platform ({reason[:160]}); "
@@ -380,7 +385,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxnet {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = f"; the last finished epoch is saved in {args.out}: add --resume to continue" \
-            if args.command == "train" else ""
-        print(f"jaxnet {args.command}: interrupted{hint}", file=sys.stderr)
+        print(f"jaxnet {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    if args.command != "train":
+        return ""
+    run = Path(args.out)
+    if (run / "checkpoint.msgpack").exists():
+        return f"; the last finished epoch is saved in {run}: the same command with --resume continues"
+    if run.is_dir() and not any(run.iterdir()):
+        run.rmdir()  # nothing was saved: leave no empty folder behind
+    return "; no epoch had finished, nothing was saved"

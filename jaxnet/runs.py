@@ -32,7 +32,7 @@ def search(base: TrainConfig, grid: dict[str, list[Any]], out_dir: Path, dataset
     for i, values in enumerate(itertools.product(*(grid[n] for n in names))):
         point = dict(zip(names, values))
         config = dataclasses.replace(base, epochs=epochs, **point)
-        result = train.fit(config, out_dir / f"point-{i:02d}", dataset=dataset, progress=progress, verbose=False)
+        result = train.fit(config, out_dir / f"point-{i:02d}", dataset=dataset, progress=progress, verbose=False, overwrite=True)
         val = result.metrics["val_accuracy"]
         rows.append({**point, "val_accuracy": max(val), "final_val_accuracy": val[-1],
                      "train_accuracy": result.metrics["train_accuracy"][-1]})
@@ -82,7 +82,7 @@ def two_layer_experiment(out_dir: Path, quick: bool = False, dataset_name: str =
     (out_dir / "two_layer_search.json").write_text(json.dumps(rows, indent=1))
     chosen = {k: rows[0][k] for k in grid}
     best_config = dataclasses.replace(base, epochs=5 if quick else base.epochs, **chosen)
-    best = train.fit(best_config, out_dir / "best", dataset=dataset, progress=progress)
+    best = train.fit(best_config, out_dir / "best", dataset=dataset, progress=progress, overwrite=True)
     test_accuracy = train.evaluate_run(out_dir / "best", "test", dataset=dataset)  # measured once, here
     plots.plot_training(best.metrics, out_dir / "two_layer_best.png", title=f"two-layer net, best model ({dataset_name})")
 
@@ -90,7 +90,7 @@ def two_layer_experiment(out_dir: Path, quick: bool = False, dataset_name: str =
                                          **({"epochs": 30} if quick else {}))
     small = data.load_dataset(dataset_name, data_dir=data_dir, train_size=overfit_config.train_size,
                               seed=overfit_config.seed)
-    overfit = train.fit(overfit_config, out_dir / "overfit", dataset=small, progress=progress, verbose=False)
+    overfit = train.fit(overfit_config, out_dir / "overfit", dataset=small, progress=progress, verbose=False, overwrite=True)
     plots.plot_training(overfit.metrics, out_dir / "two_layer_overfit.png",
                         title=f"two-layer net, overfit on {overfit_config.train_size} images ({dataset_name})")
 
@@ -140,7 +140,7 @@ def cnn_experiment(out_dir: Path, epochs: int | None = None, data_dir: str | Non
     out_dir = Path(out_dir)
     config = configs.cnn()
     config = dataclasses.replace(config, data_dir=data_dir, **({"epochs": epochs} if epochs else {}))
-    result = train.fit(config, out_dir / "run", progress=progress)
+    result = train.fit(config, out_dir / "run", progress=progress, overwrite=True)
     test_accuracy = train.evaluate_run(out_dir / "run", "test")  # measured once, here
     plots.plot_training(result.metrics, out_dir / "cnn.png", title="CNN on Fashion-MNIST")
     m = result.metrics

@@ -299,7 +299,7 @@ class RunResult:
     run_dir: Path
 
 
-def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool = False,
+def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool = False, overwrite: bool = False,
         progress: bool = True, verbose: bool = True, mesh: jax.sharding.Mesh | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None) -> RunResult:
     """Trains ``config.model`` on ``config.dataset``; writes checkpoint and metrics into ``run_dir``.
@@ -310,6 +310,8 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
       dataset: a loaded :class:`jaxnet.data.Dataset`, to skip loading (experiments that train many
         models load it once); default: ``load_dataset`` from the config.
       resume: continue from ``run_dir``'s checkpoint (its model config must match).
+      overwrite: start afresh even if ``run_dir`` holds a run (else that is an error, so that a forgotten
+        ``--resume`` does not replace a trained model).
       progress: show a progress bar with the epoch's mean loss so far (process 0 only).
       verbose: without the bar, print one line per epoch (process 0 only).
       mesh: devices to train on (default: all devices, of every process).
@@ -321,6 +323,9 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is a file: the run folder must be a folder (new or a run's)")
+    if not resume and not overwrite and (run_dir / checkpoint.CHECKPOINT_NAME).exists():
+        raise ConfigError(f"{run_dir} already holds a run: add --resume to continue it, --overwrite to start "
+                          "it again from scratch, or choose another --out")
     main = distributed.is_main_process()  # the one process that writes files and prints (it creates run_dir)
     if dataset is None:
         dataset = data_lib.load_dataset(config.dataset, data_dir=config.data_dir, val_size=config.val_size,

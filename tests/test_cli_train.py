@@ -135,3 +135,27 @@ def test_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     assert cli.main(["train", "two-layer", "--out", str(tmp_path / "afile")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_a_fresh_run_does_not_replace_a_trained_one_without_overwrite(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = (run / "checkpoint.msgpack").read_bytes()
+    args = ["train", "two-layer", "--epochs", "1", "--train-size", "500", "--out", str(run), "--no-progress"]
+    assert cli.main(args) == 2
+    assert "already holds a run: add --resume" in capsys.readouterr().err
+    assert (run / "checkpoint.msgpack").read_bytes() == before
+    assert cli.main([*args, "--overwrite"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["config"]["train_size"] == 500
+
+
+def test_interrupt_hint_says_whether_resume_can_continue(trained_run, tmp_path):
+    import argparse
+
+    assert "--resume continues" in cli._resume_hint(argparse.Namespace(command="train", out=str(trained_run)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "nothing was saved" in cli._resume_hint(argparse.Namespace(command="train", out=str(empty)))
+    assert not empty.exists()
