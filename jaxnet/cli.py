@@ -289,9 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify 28x28 grayscale images with a trained run",
-                       description="Other sizes and colour images are converted, with a warning. A file that "
+                       description="Prints each image's predicted class. Images are expected as Fashion-MNIST's: "
+                       "28x28 grayscale; other sizes and colour images are converted, with a warning. A file that "
                        "cannot be read is reported and the others are still classified (exit status 1).")
-    p.add_argument("run", metavar="RUN_DIR", help="a folder written by `jaxnet train`")
+    p.add_argument("run", metavar="RUN_DIR", help="a folder written by `jaxnet train`, or its checkpoint")
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files; Fashion-MNIST style is 28x28 grayscale, a light article on black")
     p.set_defaults(func=_cmd_predict)

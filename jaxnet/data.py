@@ -518,7 +518,7 @@ def _cifar10_folder(data_dir: str | os.PathLike | None) -> Path:
         cached = cache.cache_dir("datasets")
         folder = _cifar10_in(cached) or _cifar10_in(Path.home() / ".keras" / "datasets")
         if folder is None:
-            if not _network_available(_host_of(CIFAR10_URL)):
+            if not network_available(_host_of(CIFAR10_URL)):
                 raise DataError(
                     f"CIFAR-10 is not on this machine and {_host_of(CIFAR10_URL)} cannot be reached "
                     f"(no network?), so it cannot be downloaded. {_cifar10_help()}"
@@ -710,7 +710,7 @@ def _load_tfds(name: str, data_dir: str | os.PathLike | None) -> _Source:
         )
 
     if not builder.is_prepared():
-        if not _network_available(TFDS_PROBE_HOST):
+        if not network_available(TFDS_PROBE_HOST):
             raise DataError(
                 f"{name} is not prepared in {builder.data_dir} and {TFDS_PROBE_HOST} cannot be reached "
                 "(no network?), so tensorflow-datasets cannot download it. Run once with internet (preparing "
@@ -792,7 +792,7 @@ def _host_of(url: str) -> str:
     return urllib.parse.urlsplit(url).hostname or url
 
 
-def _network_available(host: str, port: int = 443, timeout: float = NETWORK_TIMEOUT_S) -> bool:
+def network_available(host: str, port: int = 443, timeout: float = NETWORK_TIMEOUT_S) -> bool:
     """Whether a TCP connection to host (or to the HTTPS proxy, if one is set) opens within timeout seconds.
 
     Runs in a thread, so a hanging DNS lookup cannot stretch it past the timeout either.

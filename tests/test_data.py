@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from jaxnet import data
 from jaxnet.data import BatchSampler, DataError, Dataset, load_dataset
 
-REAL_PROBE = data._network_available  # before any test replaces it
+REAL_PROBE = data.network_available  # before any test replaces it
 REAL_FASHION = Path(data.FASHION_MNIST_DEFAULT_DIR)
 needs_real_fashion = pytest.mark.skipif(
     not (REAL_FASHION / "train-images-idx3-ubyte.gz").is_file(),
@@ -40,7 +40,7 @@ def _isolated(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("a test tried to use the network")
 
-    monkeypatch.setattr(data, "_network_available", no_network)
+    monkeypatch.setattr(data, "network_available", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
 
@@ -451,7 +451,7 @@ def test_cifar10_bad_batch_is_named(tmp_path, monkeypatch, payload, match):
 
 def test_cifar10_offline_fails_fast_with_instructions(monkeypatch):
     probed = []
-    monkeypatch.setattr(data, "_network_available", lambda host, *a, **k: probed.append(host) or False)
+    monkeypatch.setattr(data, "network_available", lambda host, *a, **k: probed.append(host) or False)
     start = time.perf_counter()
     with pytest.raises(DataError) as info:
         load_dataset("cifar10")
@@ -476,7 +476,7 @@ def cifar_archive(folder: Path, extra_member: str | None = None) -> bytes:
 def test_cifar10_online_downloads_checks_and_extracts(tmp_path, monkeypatch):
     _, test = write_cifar(tmp_path / "src" / "cifar-10-batches-py")
     archive = cifar_archive(tmp_path / "src" / "cifar-10-batches-py", extra_member="../escaped")
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
     monkeypatch.setattr(data, "CIFAR10_ARCHIVE_MD5", hashlib.md5(archive).hexdigest())
     downloads = []
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: downloads.append(url) or io.BytesIO(archive))
@@ -491,7 +491,7 @@ def test_cifar10_online_downloads_checks_and_extracts(tmp_path, monkeypatch):
 
 
 def test_cifar10_damaged_download_is_refused(monkeypatch):
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: True)
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"not the archive"))
     with pytest.raises(DataError, match="download of .* is damaged"):
         load_dataset("cifar10")
@@ -506,7 +506,7 @@ def test_cifar10_damaged_download_is_refused(monkeypatch):
 @pytest.mark.parametrize("name, shape, classes", [("mnist", (28, 28, 1), 10), ("svhn_cropped", (32, 32, 3), 10)])
 def test_tfds_dataset_through_mock_data(monkeypatch, name, shape, classes):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)  # mock_data never downloads
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: True)  # mock_data never downloads
     with tfds.testing.mock_data(num_examples=30):
         ds = load_dataset(name, val_size=5, seed=1)
     assert ds.name == name
@@ -518,7 +518,7 @@ def test_tfds_dataset_through_mock_data(monkeypatch, name, shape, classes):
 
 def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(data, "network_available", lambda *a, **k: False)
     start = time.perf_counter()
     with pytest.raises(DataError) as info:
         load_dataset("mnist", data_dir=tmp_path / "tfds")

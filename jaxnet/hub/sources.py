@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from jaxnet.cache import atomic_write_bytes, cache_dir
-from jaxnet.data import _network_available
+from jaxnet.data import network_available
 from jaxnet.hub.errors import HubError
 
 PROBE_TIMEOUT_S = 3.0
@@ -119,7 +119,7 @@ def _probe(url: str, manual: str) -> None:
     parsed = urlparse(url)
     host = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    if not _network_available(host, port, timeout=PROBE_TIMEOUT_S):
+    if not network_available(host, port, timeout=PROBE_TIMEOUT_S):
         raise HubError(
             f"no network: {host}:{port} cannot be reached (tried for up to {PROBE_TIMEOUT_S:g} s). "
             f"To use these weights offline, {manual}"
