@@ -54,10 +54,10 @@ _TRAIN_FLAGS = {
     "lr_decay": ("--lr-decay", float, "learning rate multiplier after every epoch, in (0, 1]"),
     "optimizer": ("--optimizer", str, "sgd, momentum or adam"),
     "momentum": ("--momentum", float, "momentum (with --optimizer momentum)"),
-    "reg": ("--reg", float, "L2 regularization strength on the weights (two-layer)"),
+    "reg": ("--reg", float, "L2 regularization strength on the weights (two-layer, linear)"),
     "weight_decay": ("--weight-decay", float, "decoupled weight decay (AdamW; the CNN)"),
     "hidden_dim": ("--hidden-dim", int, "hidden layer width (two-layer)"),
-    "weight_scale": ("--weight-scale", float, "std of the initial weights (two-layer)"),
+    "weight_scale": ("--weight-scale", float, "std of the initial weights (two-layer, linear)"),
     "val_size": ("--val-size", int, "training images held out for validation"),
     "train_size": ("--train-size", int, "train on only this many images"),
     "seed": ("--seed", int, "seed of every random choice"),
@@ -87,20 +87,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from jaxnet import configs, data, distributed, plots, train
-    from jaxnet.checkpoint import CheckpointError
+    from jaxnet.checkpoint import CheckpointError, checkpoint_path
 
     config = configs.PRESETS[args.model]()
     try:
         saved = train.saved_config(args.out) if args.resume else None
         if saved is not None and saved.model == config.model:
             config = saved  # --resume continues with the run's own settings; flags given now override them
+        elif saved is not None:
+            command = {preset().model: name for name, preset in configs.PRESETS.items()}.get(saved.model, saved.model)
+            raise UserError(f"{checkpoint_path(args.out)} holds a {saved.model!r} model, not {config.model!r}: "
+                            f"continue it with `jaxnet train {command} --resume`, or give this model another --out")
         overrides = {field: getattr(args, field) for field in _TRAIN_FLAGS if getattr(args, field) is not None}
         if args.model == "cnn":
             unused = [_TRAIN_FLAGS[f][0] for f in ("hidden_dim", "weight_scale", "reg") if f in overrides]
             if unused:
-                raise UserError(f"{', '.join(unused)}: two-layer flag{'s' if len(unused) > 1 else ''}; the CNN's "
-                                "architecture is fixed "
+                raise UserError(f"{', '.join(unused)}: flag{'s' if len(unused) > 1 else ''} of the two-layer net "
+                                "and the linear classifier; the CNN's architecture is fixed "
                                 "(regularize it with --weight-decay)")
+        if args.model == "linear" and "hidden_dim" in overrides:
+            raise UserError("--hidden-dim: the linear classifier has no hidden layer (scores = X W + b); "
+                            "train two-layer for one")
         config = dataclasses.replace(config, **overrides)
         config.validate()
         result = train.fit(config, args.out, resume=args.resume, overwrite=args.overwrite,
@@ -256,12 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train the two-layer net or the CNN; writes checkpoint, metrics.json and a plot",
+        help="train the two-layer net, the linear classifier or the CNN; writes checkpoint, metrics.json and a plot",
         description="Trains a model with the one training loop. Unset flags keep the model's defaults "
         "(jaxnet/configs.py). Interrupted runs continue with --resume.",
     )
-    p.add_argument("model", choices=["two-layer", "cnn"],
-                   help="two-layer: fc-ReLU-fc with hand-written gradients; cnn: the assignment's Flax CNN")
+    p.add_argument("model", choices=["two-layer", "linear", "cnn"],
+                   help="two-layer: fc-ReLU-fc with hand-written gradients; linear: softmax regression (one fc "
+                   "layer), hand-written gradients; cnn: the assignment's Flax CNN")
     for field, (flag, kind, text) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=field, type=kind, default=None, help=text)
     p.add_argument("--out", required=True, help="run folder for checkpoint.msgpack, metrics.json and plots")

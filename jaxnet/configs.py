@@ -23,6 +23,17 @@ def two_layer_overfit() -> TrainConfig:
                                batch_size=50)
 
 
+def linear() -> TrainConfig:
+    """The linear classifier (softmax regression) on Fashion-MNIST: SGD, lr 0.05 decayed by 0.9 per epoch; 84.3% test.
+
+    A small search on the validation set (lr 0.005-0.2, decay 1/0.95/0.9/0.85, reg 0-3e-3, 15-30 epochs) put
+    every stable setting at 85.4-85.9% validation: the model, not the schedule, is the limit. A constant lr above
+    0.05 oscillates (0.1: 79-84% from epoch to epoch); L2 makes no difference here.
+    """
+    return TrainConfig(model="linear", optimizer="sgd", learning_rate=0.05, lr_decay=0.9, batch_size=128,
+                       epochs=20, weight_scale=1e-2, reg=1e-4, steps_per_call=64)
+
+
 def cnn() -> TrainConfig:
     """The assignment's CNN: AdamW, batch 64, unrolled steps (convolutions inside loops are slow on XLA:CPU).
 
@@ -33,4 +44,4 @@ def cnn() -> TrainConfig:
                        batch_size=64, epochs=20, steps_per_call=8, unroll=True)
 
 
-PRESETS = {"two-layer": two_layer, "cnn": cnn}
+PRESETS = {"two-layer": two_layer, "linear": linear, "cnn": cnn}

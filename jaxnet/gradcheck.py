@@ -216,7 +216,8 @@ def _plain_l2(w, reg):
 
 
 def standard_checks() -> list[Check]:
-    """Every graph, every layer and the ``jax.custom_vjp`` layers composed into a two-layer loss."""
+    """Every graph, every layer, the ``jax.custom_vjp`` layers composed into a two-layer loss, and the linear
+    classifier's whole ``training_step`` (loss and gradients of W and b, against a plain ``jnp`` reference)."""
 
     def scalars(n):
         return lambda key: list(jax.random.normal(key, (n,)))
@@ -273,6 +274,28 @@ def standard_checks() -> list[Check]:
         forward, backward = loss_pair(jax.value_and_grad(custom, argnums=wrt))
         return check_pair(forward, backward, args, wrt=wrt, reference=plain, key=key, dtype=dtype)
 
+    def linear_classifier_run(key, dtype):
+        from jaxnet.models import linear
+
+        ks = jax.random.split(key, 5)
+        names = ("W", "b")
+        X = normal(ks[0], (8, 3, 4))
+        y = jax.random.randint(ks[1], (8,), 0, 5)
+        reg = 0.1
+
+        def forward(W, b, X, y):
+            return linear.training_step({"W": W, "b": b}, X, y, reg)
+
+        def backward(g, grads):
+            return tuple(g * grads[name] for name in names)
+
+        def plain(W, b, X, y):
+            scores = X.reshape(X.shape[0], -1) @ W + b
+            return _plain_softmax_cross_entropy(scores, y) + _plain_l2(W, reg)
+
+        args = [0.5 * normal(ks[2], (12, 5)), 0.1 * normal(ks[3], (5,)), X, y]
+        return check_pair(forward, backward, args, wrt=(0, 1), reference=plain, key=ks[4], dtype=dtype)
+
     return [
         Check("f1 (linear unit, squared error)", "6 scalars", graph(graphs.f1, scalars(6))),
         Check("f2 (tanh graph)", "1 scalar", graph(graphs.f2, scalars(1))),
@@ -283,6 +306,7 @@ def standard_checks() -> list[Check]:
         Check("softmax_loss", "x (6,10), y (6,)", softmax_run),
         Check("l2_regularization", "w (7,3), reg 0.3", l2_run),
         Check("custom_vjp fc-relu-fc-softmax+L2", "x (8,12), h 9, C 5", custom_vjp_run),
+        Check("linear classifier training_step", "x (8,3,4), W (12,5), b (5,)", linear_classifier_run),
     ]
 
 

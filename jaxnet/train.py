@@ -121,6 +121,12 @@ def _two_layer(config: TrainConfig, image_shape: tuple[int, ...], num_classes: i
                                 mean=mean, std=std)
 
 
+def _linear(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int, mean: float, std: float):
+    from jaxnet.models import linear
+
+    return linear.classifier(image_shape, num_classes, config.weight_scale, config.reg, mean=mean, std=std)
+
+
 def _cnn(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int, mean: float, std: float):
     from jaxnet.models import cnn
 
@@ -130,7 +136,7 @@ def _cnn(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int, me
 
 
 #: model name -> builder(config, image_shape, num_classes, pixel mean, pixel std) -> Classifier
-MODELS: dict[str, Callable[..., Classifier]] = {"two_layer": _two_layer, "cnn": _cnn}
+MODELS: dict[str, Callable[..., Classifier]] = {"two_layer": _two_layer, "linear": _linear, "cnn": _cnn}
 
 
 def build_classifier(config: TrainConfig, image_shape: tuple[int, ...], num_classes: int,

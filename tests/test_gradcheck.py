@@ -46,7 +46,7 @@ def test_numeric_check_samples_large_arguments():
 
 def test_standard_suite_passes_in_float64_below_the_assignment_threshold():
     results = gradcheck.run_standard_checks(jnp.float64)
-    assert len(results) == 9
+    assert len(results) == 10
     for check, result in results:
         assert result.vjp_error < 1e-12, check.name
         assert result.numeric_error < gradcheck.FLOAT64_TOLERANCE, check.name
@@ -56,7 +56,7 @@ def test_cli_gradcheck_table_and_exit_status(capsys):
     assert cli.main(["gradcheck", "--dtype", "float32"]) == 0
     out = capsys.readouterr().out
     assert "| fc_forward / fc_backward |" in out and "FAIL" not in out
-    assert out.count("| pass |") == 9
+    assert out.count("| pass |") == 10
 
 
 def test_cli_gradcheck_fails_when_a_check_fails(monkeypatch, capsys):

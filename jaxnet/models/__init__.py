@@ -1,5 +1,7 @@
 """Models, each described by a :class:`Classifier`: what the one training loop (``jaxnet.train``) needs.
 
+- ``jaxnet.models.linear``: the optional linear classifier (softmax regression), one fc layer ``scores = X W + b``,
+  gradients from the hand-written layers.
 - ``jaxnet.models.two_layer``: fc -> ReLU -> fc over a params dict, gradients from the hand-written layers.
 - ``jaxnet.models.cnn``: the assignment's Flax CNN for 28x28x1 images, gradients from ``jax.grad``.
 """
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 Params = Any  # a pytree of arrays
 
@@ -37,3 +40,20 @@ class Classifier:
     loss_and_grads: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
     preprocess: Callable[[jax.Array], jax.Array]
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def flat_dim(input_shape: tuple[int, ...]) -> int:
+    """Number of features of one input of shape ``input_shape`` once flattened (what an fc layer sees)."""
+    size = 1
+    for d in input_shape:
+        size *= int(d)
+    return size
+
+
+def standardize_pixels(mean: float = 0.0, std: float = 1.0) -> Callable[[jax.Array], jax.Array]:
+    """``preprocess(images)`` of the fc models: uint8 pixels scaled to [0, 1], then ``(x - mean) / std``."""
+
+    def preprocess(images: jax.Array) -> jax.Array:
+        return (images.astype(jnp.float32) / 255.0 - mean) / std
+
+    return preprocess

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnet import layers
-from jaxnet.models import Classifier
+from jaxnet.models import Classifier, flat_dim, standardize_pixels
 
 Params = dict[str, jax.Array]
 
@@ -71,20 +71,14 @@ def training_step(params: Params, X_batch: jax.Array, y_batch: jax.Array, reg: f
 def classifier(input_shape: tuple[int, ...], num_classes: int, hidden_dim: int = 256, weight_scale: float = 1e-2,
                reg: float = 0.0, mean: float = 0.0, std: float = 1.0) -> Classifier:
     """The two-layer net as a :class:`Classifier`: pixels scaled to [0, 1], then ``(x - mean) / std``."""
-    input_dim = 1
-    for d in input_shape:
-        input_dim *= int(d)
-
-    def preprocess(images: jax.Array) -> jax.Array:
-        return (images.astype(jnp.float32) / 255.0 - mean) / std
-
+    input_dim = flat_dim(input_shape)
     return Classifier(
         name="two_layer",
         init=lambda key: init(key, input_dim, hidden_dim, num_classes, weight_scale),
         apply=lambda params, x: forward(params, x)[0],
         # The training loop checks every label once, on the host, before it trains.
         loss_and_grads=lambda params, x, y: training_step(params, x, y, reg, labels_checked=True),
-        preprocess=preprocess,
+        preprocess=standardize_pixels(mean, std),
         # The architecture and its input normalization; training settings (reg, weight_scale) live in TrainConfig.
         config={"input_shape": list(input_shape), "num_classes": num_classes, "hidden_dim": hidden_dim,
                 "mean": mean, "std": std},
