@@ -22,7 +22,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = runs.cnn_experiment(out, epochs=args.epochs, data_dir=args.data_dir, progress=True)
-    (out / "cnn.md").write_text("# CNN on Fashion-MNIST\n\n" + markdown + "\n")
+    (out / "cnn.md").write_text(f"{runs.provenance()}\n\n# CNN on Fashion-MNIST\n\n" + markdown + "\n")
     print(f"wrote {out / 'cnn.md'}")
 
 

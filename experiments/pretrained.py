@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 import jaxnet  # noqa: F401  (sets XLA's CPU flags before jax is imported)
+from jaxnet import runs
 from jaxnet.hub.report import pretrained_part
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     markdown = pretrained_part(out, quick=False)
-    (out / "pretrained.md").write_text("# Pretrained ImageNet classifier\n\n" + markdown + "\n")
+    (out / "pretrained.md").write_text(f"{runs.provenance()}\n\n# Pretrained ImageNet classifier\n\n" + markdown + "\n")
     print(f"wrote {out / 'pretrained.md'}, {out / 'pretrained.png'}")
 
 

@@ -1,4 +1,4 @@
-"""The assignment's part 4: hyperparameter search, best model (tested once) and overfit model.
+"""The assignment's part 4: hyperparameter search, best model (tested once), overfit model, linear baseline.
 
 Writes OUT/two_layer.md with the search table, both plots, the hyperparameters and the test accuracy.
 The same script runs on CIFAR-10 for a user who has it (--dataset cifar10 --data-dir .../cifar-10-batches-py).
@@ -26,7 +26,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     markdown = runs.two_layer_experiment(out, quick=args.quick, dataset_name=args.dataset, data_dir=args.data_dir,
                                          progress=True)
-    (out / "two_layer.md").write_text("# Two-layer net\n\n" + markdown + "\n")
+    (out / "two_layer.md").write_text(f"{runs.provenance()}\n\n# Two-layer net\n\n" + markdown + "\n")
     print(f"wrote {out / 'two_layer.md'}")
 
 

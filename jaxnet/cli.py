@@ -398,12 +398,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _plot_finished_epochs(run: Path, model: str) -> str:
+    """Plots an interrupted run's metrics.json (its finished epochs); returns a note for the message."""
+    import json
+
+    from jaxnet import plots
+
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        plots.plot_training(metrics, run / "training.png", title=f"{model}, interrupted")
+    except (OSError, ValueError, KeyError):
+        return ""  # the checkpoint is what matters; the plot comes with the finished run
+    return " (with its plot, training.png)"
+
+
 def _resume_hint(args: argparse.Namespace) -> str:
     if args.command != "train":
         return ""
     run = Path(args.out)
     if (run / "checkpoint.msgpack").exists():
-        return f"; the last finished epoch is saved in {run}: the same command with --resume continues"
+        plotted = _plot_finished_epochs(run, getattr(args, "model", "run"))
+        return (f"; the last finished epoch is saved in {run}{plotted}: the same command with --resume "
+                "continues")
     if run.is_dir() and not any(run.iterdir()):
         run.rmdir()  # nothing was saved: leave no empty folder behind
     return "; no epoch had finished, nothing was saved"

@@ -57,7 +57,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Every hyperparameter of a run. Saved with its checkpoint and metrics; overridable from the CLI."""
 
-    model: str = "two_layer"  # "two_layer" or "cnn"
+    model: str = "two_layer"  # a key of MODELS: "two_layer", "linear" or "cnn"
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     val_size: int | None = None  # default: the dataset's (10k for Fashion-MNIST)
@@ -70,7 +70,7 @@ class TrainConfig:
     momentum: float = 0.9  # for "momentum"
     weight_decay: float = 0.0  # decoupled weight decay (AdamW style), for models without an L2 term (the CNN)
     seed: int = 0
-    # two_layer only
+    # the fc models (two_layer, linear); hidden_dim is two_layer's alone
     hidden_dim: int = 256
     weight_scale: float = 1e-2
     reg: float = 1e-4

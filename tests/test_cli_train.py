@@ -159,3 +159,26 @@ def test_interrupt_hint_says_whether_resume_can_continue(trained_run, tmp_path):
     empty.mkdir()
     assert "nothing was saved" in cli._resume_hint(argparse.Namespace(command="train", out=str(empty)))
     assert not empty.exists()
+
+
+def test_ctrl_c_after_an_epoch_keeps_checkpoint_and_plots_the_finished_epochs(tmp_path, monkeypatch, capsys):
+    from jaxnet import train
+
+    real_fit = train.fit
+
+    def fit_interrupted_after_first_epoch(*args, **kwargs):
+        def on_epoch(epoch, metrics):
+            raise KeyboardInterrupt  # what Ctrl-C raises, here right after epoch 1 was saved
+
+        return real_fit(*args, **kwargs, on_epoch=on_epoch)
+
+    monkeypatch.setattr(train, "fit", fit_interrupted_after_first_epoch)
+    out = tmp_path / "run"
+    code = cli.main(["train", "two-layer", "--epochs", "3", "--train-size", "500", "--hidden-dim", "16",
+                     "--out", str(out), "--no-progress"])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "with its plot, training.png" in err and "--resume continues" in err
+    assert len(json.loads((out / "metrics.json").read_text())["val_accuracy"]) == 1
+    assert (out / "checkpoint.msgpack").stat().st_size > 0
+    assert (out / "training.png").stat().st_size > 0 and (out / "training.pdf").stat().st_size > 0

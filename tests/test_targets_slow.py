@@ -28,3 +28,8 @@ def test_cnn_main_job_default_reaches_88_percent(tmp_path):
 def test_cnn_full_experiment_reaches_91_percent(tmp_path):
     runs.cnn_experiment(tmp_path)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] >= 0.91
+
+
+def test_linear_baseline_reaches_83_percent_test_accuracy(tmp_path):
+    train.fit(configs.linear(), tmp_path, progress=False)
+    assert train.evaluate_run(tmp_path, "test") >= 0.83
