@@ -157,6 +157,37 @@ def check_pair(
         return GradCheckResult(vjp_error=vjp_error, numeric_error=numeric_error)
 
 
+def check_training_step(
+    training_step: Callable[..., tuple[Any, dict[str, Any]]],
+    params: dict[str, Any],
+    X: Any,
+    y: Any,
+    reg: float,
+    *,
+    reference: Callable[..., Any] | None = None,
+    **options: Any,
+) -> GradCheckResult:
+    """Checks a model's ``training_step(params, X, y, reg) -> (loss, grads)`` with respect to every param.
+
+    ``grads`` is a dict with the keys of ``params``. ``reference(params, X, y, reg) -> loss`` is what
+    ``jax.vjp`` differentiates (default: the step's own loss). ``options`` go to :func:`check_pair`.
+    """
+    names = list(params)
+
+    def forward(*values):
+        return training_step(dict(zip(names, values[:len(names)])), *values[len(names):], reg)
+
+    def backward(grad_loss, grads):
+        return tuple(grad_loss * grads[name] for name in names)
+
+    def plain(*values):
+        return reference(dict(zip(names, values[:len(names)])), *values[len(names):], reg)
+
+    args = [*(params[name] for name in names), X, y]
+    return check_pair(forward, backward, args, wrt=range(len(names)),
+                      reference=None if reference is None else plain, **options)
+
+
 def _cast(value: Any, dtype: Any) -> Any:
     array = jnp.asarray(value)
     return array.astype(dtype) if jnp.issubdtype(array.dtype, jnp.floating) else array
@@ -278,23 +309,15 @@ def standard_checks() -> list[Check]:
         from jaxnet.models import linear
 
         ks = jax.random.split(key, 5)
-        names = ("W", "b")
         X = normal(ks[0], (8, 3, 4))
         y = jax.random.randint(ks[1], (8,), 0, 5)
-        reg = 0.1
 
-        def forward(W, b, X, y):
-            return linear.training_step({"W": W, "b": b}, X, y, reg)
+        def plain(params, X, y, reg):
+            scores = X.reshape(X.shape[0], -1) @ params["W"] + params["b"]
+            return _plain_softmax_cross_entropy(scores, y) + _plain_l2(params["W"], reg)
 
-        def backward(g, grads):
-            return tuple(g * grads[name] for name in names)
-
-        def plain(W, b, X, y):
-            scores = X.reshape(X.shape[0], -1) @ W + b
-            return _plain_softmax_cross_entropy(scores, y) + _plain_l2(W, reg)
-
-        args = [0.5 * normal(ks[2], (12, 5)), 0.1 * normal(ks[3], (5,)), X, y]
-        return check_pair(forward, backward, args, wrt=(0, 1), reference=plain, key=ks[4], dtype=dtype)
+        params = {"W": 0.5 * normal(ks[2], (12, 5)), "b": 0.1 * normal(ks[3], (5,))}
+        return check_training_step(linear.training_step, params, X, y, 0.1, reference=plain, key=ks[4], dtype=dtype)
 
     return [
         Check("f1 (linear unit, squared error)", "6 scalars", graph(graphs.f1, scalars(6))),
