@@ -172,12 +172,18 @@ class Timings:
 
 
 def interleave(versions: Mapping[str, Callable[[int], Any]], rounds: int,
-               probe: Callable[[], float] | None = None, rotate: bool = True) -> Timings:
+               probe: Callable[[], float] | None = None, rotate: bool = True,
+               lead_in: bool = False) -> Timings:
     """Times ``versions[name](round)`` for every version in every round, the versions taking turns.
 
-    The order of the versions is rotated every round (``rotate``), so none always runs right after another;
+    The order of the versions is rotated every round (``rotate``), so none always runs first or last;
     ``probe`` (e.g. a :class:`MatmulProbe`) runs after every round. A version's result is waited for with
     ``jax.block_until_ready`` before its clock stops. Compile and warm up the versions before calling this.
+
+    ``lead_in``: each version also runs once, untimed, right before its timed run, so that it is timed
+    after itself rather than after another library. NumPy's OpenBLAS keeps its threads spinning for about
+    0.1 s after a call: on 2 cores the version that ran next was 15-25% slower (measured on the two-layer
+    benchmark), so without a lead-in the version that follows NumPy pays for NumPy's threads.
     """
     import jax
 
@@ -186,6 +192,8 @@ def interleave(versions: Mapping[str, Callable[[int], Any]], rounds: int,
     for r in range(rounds):
         shift = r % len(names) if rotate else 0
         for name in names[shift:] + names[:shift]:
+            if lead_in:
+                jax.block_until_ready(versions[name](r))
             start = time.perf_counter()
             jax.block_until_ready(versions[name](r))
             times[name].append(time.perf_counter() - start)

@@ -9,6 +9,10 @@ interleaved rounds (one epoch each, their order rotated every round), since this
 - jitted step per batch: the hand-written step (``make_train_step``) alone, batches sliced on the host;
 - NumPy: the assignment's way, hand-written forward/backward in NumPy, batches sliced on the host.
 
+Every timed epoch comes right after an untimed epoch of the same version (``interleave``'s ``lead_in``):
+the seconds per epoch of a training run past its first epoch, not slowed by the threads of the version
+that ran before (NumPy's OpenBLAS threads keep spinning after its last call).
+
 A float32 2048x2048 matmul (jitted) is probed in the same rounds; each version's GFLOP/s is reported as a
 share of it. Targets (issue 3): jaxnet at least 1.6x NumPy's speed, at 60% or more of the matmul rate.
 
@@ -146,14 +150,15 @@ def run(quick: bool = False, **options) -> BenchResult:
     probe = common.MatmulProbe(calls=1 if quick else 3)
     probe()
     common.progress(f"{NAME}: {o['rounds']} interleaved rounds")
-    timings = common.interleave(versions, o["rounds"], probe)
+    timings = common.interleave(versions, o["rounds"], probe, lead_in=True)
 
     gflop = flops_per_image(din) * n / 1e9
     peak = probe.median()
     lines = [
         f"{din} -> {HIDDEN} -> {CLASSES}, batch {BATCH}, {n:,} Fashion-MNIST images, SGD lr {LR}, L2 {REG}; "
         f"{gflop:.1f} GFLOP per epoch; jaxnet's loop runs {config.steps_per_call} steps per compiled call. "
-        f"Median of {o['rounds']} interleaved rounds. {probe.summary()}; FLOP floor {gflop / peak:.2f} s per epoch."
+        f"Median of {o['rounds']} interleaved rounds, each timed epoch right after an untimed one of the same "
+        f"version. {probe.summary()}; FLOP floor {gflop / peak:.2f} s per epoch."
         + common.busy_warning(clock.load, "NumPy (OpenBLAS)", "OPENBLAS_NUM_THREADS=1"),
         "",
         "| version | s per epoch | GFLOP/s | % of matmul | speed vs NumPy |",
