@@ -37,11 +37,14 @@ def linear() -> TrainConfig:
 def cnn() -> TrainConfig:
     """The assignment's CNN: AdamW, batch 64, unrolled steps (convolutions inside loops are slow on XLA:CPU).
 
+    Larger batches compute their gradient 64 images at a time (``microbatch_size``): the same gradient, about
+    10% faster on CPU at batch 256, whose activations overflow the caches.
+
     Without weight decay (Adam, lr 3e-3, decay 0.85, 20 epochs) it reached 91.8% validation but 90.99% test,
     train accuracy 97.5%; decoupled weight decay 0.05 gave 92.3% validation and 91.35% test.
     """
     return TrainConfig(model="cnn", optimizer="adam", learning_rate=3e-3, lr_decay=0.85, weight_decay=0.05,
-                       batch_size=64, epochs=20, steps_per_call=8, unroll=True)
+                       batch_size=64, epochs=20, steps_per_call=8, unroll=True, microbatch_size=64)
 
 
 PRESETS = {"two-layer": two_layer, "linear": linear, "cnn": cnn}

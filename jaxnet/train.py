@@ -10,6 +10,9 @@ How an epoch runs, and why:
   (jax-ml/jax#12868), so convolutional models unroll the scan instead (``unroll=True``).
 - Full batches run ``steps_per_call`` at a time, the leftover full batches in one shorter call and the
   partial last batch in its own: at most three programs, each compiled once, whatever the number of epochs.
+- ``microbatch_size`` splits a step's batch into equal micro-batches whose gradients are averaged: the
+  same gradient and update, computed on fewer images at a time. On CPU the CNN's activations at batch 256
+  overflow the caches; in micro-batches of 64 the same step runs about 10% faster.
 - The learning rate lives in the optimizer state (``optax.inject_hyperparams``), so a decay or a new rate
   on resume changes no compiled program.
 - Data parallel: a 1-D mesh over all devices (of every process, after :func:`jaxnet.distributed.initialize`);
@@ -77,6 +80,7 @@ class TrainConfig:
     # how the loop runs
     steps_per_call: int = 64  # SGD steps per compiled call (at most; see the module docstring)
     unroll: bool = False  # unroll those steps instead of looping (True for convolutional models on CPU)
+    microbatch_size: int | None = None  # compute each step's gradient this many images at a time (None: all)
     train_eval_size: int = 10_000  # train accuracy is measured on this many (fixed) training images
     eval_batch_size: int = 1000
 
@@ -85,6 +89,9 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.microbatch_size is not None and self.microbatch_size < 1:
+            raise ConfigError(f"microbatch_size must be at least 1 (or None for whole batches), got "
+                              f"{self.microbatch_size}")
         if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}")
         if not 0 < self.lr_decay <= 1:
@@ -180,9 +187,42 @@ def init_state(classifier: Classifier, optimizer: optax.GradientTransformation, 
     return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
 
 
-def _sgd_step(classifier: Classifier, optimizer: optax.GradientTransformation):
+def num_microbatches(batch_size: int, microbatch_size: int | None) -> int:
+    """How many equal micro-batches a batch is split into: ``batch_size / microbatch_size`` when that divides
+    evenly, else 1 (a batch that does not split evenly, such as an epoch's partial last one, runs whole)."""
+    if microbatch_size is None or batch_size <= microbatch_size or batch_size % microbatch_size:
+        return 1
+    return batch_size // microbatch_size
+
+
+def microbatched(loss_and_grads, microbatch_size: int | None):
+    """``loss_and_grads(params, x, y)`` computed in equal micro-batches of ``microbatch_size``, averaged.
+
+    The mean of equal micro-batches' mean losses and gradients is the whole batch's: the result equals
+    ``loss_and_grads`` on the whole batch up to float rounding. Micro-batch ``i`` holds rows ``i, i + k,
+    i + 2k, ...`` (k micro-batches), so that each device's rows of a batch split across devices stay on it.
+    """
+
+    def wrapped(params, x, y):
+        n = x.shape[0]
+        k = num_microbatches(n, microbatch_size)
+        if k == 1:
+            return loss_and_grads(params, x, y)
+        xs, ys = x.reshape(n // k, k, *x.shape[1:]), y.reshape(n // k, k)
+        total = None
+        for i in range(k):  # unrolled: XLA:CPU runs convolutions inside loops far slower
+            result = loss_and_grads(params, xs[:, i], ys[:, i])
+            total = result if total is None else jax.tree.map(jnp.add, total, result)
+        return jax.tree.map(lambda t: t / k, total)
+
+    return wrapped
+
+
+def _sgd_step(classifier: Classifier, optimizer: optax.GradientTransformation, microbatch_size: int | None = None):
+    loss_and_grads = microbatched(classifier.loss_and_grads, microbatch_size)
+
     def step(state: TrainState, images: jax.Array, labels: jax.Array) -> tuple[TrainState, jax.Array]:
-        loss, grads = classifier.loss_and_grads(state.params, classifier.preprocess(images), labels)
+        loss, grads = loss_and_grads(state.params, classifier.preprocess(images), labels)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params=params, opt_state=opt_state, step=state.step + 1), loss
@@ -190,18 +230,22 @@ def _sgd_step(classifier: Classifier, optimizer: optax.GradientTransformation):
     return step
 
 
-def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformation):
-    """``step(state, images, labels) -> (state, loss)``, jitted: one update on one batch of uint8 images."""
-    return jax.jit(_sgd_step(classifier, optimizer), donate_argnums=0)
+def make_train_step(classifier: Classifier, optimizer: optax.GradientTransformation,
+                    microbatch_size: int | None = None):
+    """``step(state, images, labels) -> (state, loss)``, jitted: one update on one batch of uint8 images
+    (its gradient computed ``microbatch_size`` images at a time, see :func:`microbatched`)."""
+    return jax.jit(_sgd_step(classifier, optimizer, microbatch_size), donate_argnums=0)
 
 
-def make_train_chunk(classifier: Classifier, optimizer: optax.GradientTransformation, unroll: bool = False):
+def make_train_chunk(classifier: Classifier, optimizer: optax.GradientTransformation, unroll: bool = False,
+                     microbatch_size: int | None = None):
     """``chunk(state, images, labels, batch_indices) -> (state, losses)``, jitted.
 
     Runs one update per row of ``batch_indices`` (K, B), gathering each batch from the device-resident
-    ``images`` (N, H, W, C) uint8 and ``labels`` (N,); returns the K losses.
+    ``images`` (N, H, W, C) uint8 and ``labels`` (N,); returns the K losses. ``microbatch_size``: see
+    :func:`microbatched`.
     """
-    step = _sgd_step(classifier, optimizer)
+    step = _sgd_step(classifier, optimizer, microbatch_size)
 
     def chunk(state, images, labels, batch_indices):
         if unroll or batch_indices.shape[0] == 1:
@@ -382,7 +426,7 @@ def fit(config: TrainConfig, run_dir: str | Path, *, dataset=None, resume: bool 
     eval_subset = np.sort(rng.choice(len(dataset.x_train), eval_count, replace=False))
 
     n = len(dataset.x_train)
-    chunk = make_train_chunk(classifier, optimizer, unroll=config.unroll)
+    chunk = make_train_chunk(classifier, optimizer, unroll=config.unroll, microbatch_size=config.microbatch_size)
     predict = make_predict(classifier)
     sampler = data_lib.BatchSampler(n, config.batch_size, config.seed)  # reshuffles every epoch, from (seed, epoch)
     steps_per_epoch = sampler.num_batches

@@ -131,6 +131,31 @@ def test_same_padding_would_differ_for_stride_two(params, batch, sown):
     assert np.abs(np.asarray(same) - np.asarray(explicit)).max() > 1e-2
 
 
+@pytest.mark.parametrize("c_in, c_out, stride, size", [(1, 64, 2, 28), (1, 8, 1, 9), (64, 16, 2, 7), (3, 5, 1, 6)])
+def test_conv_by_taps_equals_xla_convolution_and_its_gradients(c_in, c_out, stride, size):
+    key_x, key_k, key_g = jax.random.split(jax.random.key(c_in * 100 + c_out), 3)
+    x = jax.random.normal(key_x, (3, size, size, c_in))
+    kernel = jax.random.normal(key_k, (3, 3, c_in, c_out))
+    padding = ((1, 1), (1, 1))
+    args = ((stride, stride), padding)
+    want, want_vjp = jax.vjp(lambda x, k: lax.conv_general_dilated(x, k, *args, dimension_numbers=DN), x, kernel)
+    got, got_vjp = jax.vjp(lambda x, k: cnn.conv_by_taps(x, k, *args, dimension_numbers=DN), x, kernel)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    grad_y = jax.random.normal(key_g, want.shape)
+    for got_grad, want_grad in zip(got_vjp(grad_y), want_vjp(grad_y)):
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_by_taps_refuses_what_it_does_not_compute():
+    x, kernel = jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 4))
+    with pytest.raises(NotImplementedError, match="explicit padding"):
+        cnn.conv_by_taps(x, kernel, (1, 1), "SAME")
+    with pytest.raises(NotImplementedError, match="no dilation"):
+        cnn.conv_by_taps(x, kernel, (1, 1), ((1, 1), (1, 1)), rhs_dilation=(2, 2))
+    with pytest.raises(NotImplementedError, match="NHWC"):
+        cnn.conv_by_taps(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
 def test_module_rejects_wrong_input(params):
     module = cnn.CNN()
     with pytest.raises(ValueError, match=r"\(N, 28, 28, 1\).*got \(2, 28, 28\)"):

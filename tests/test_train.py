@@ -114,6 +114,7 @@ def test_a_damaged_checkpoint_is_a_clear_error(tmp_path):
         ({"optimizer": "rmsprop"}, "optimizer must be sgd, momentum or adam"),
         ({"reg": -1.0}, "reg must be >= 0"),
         ({"model": "resnet"}, "model must be one of"),
+        ({"microbatch_size": 0}, "microbatch_size must be at least 1"),
     ],
 )
 def test_bad_config(tmp_path, tiny_dataset, overrides, match):
@@ -146,6 +147,30 @@ def test_other_optimizers_and_weight_decay_train_too(tmp_path, tiny_dataset, opt
     assert result.metrics["learning_rate"] == pytest.approx([lr, lr * 0.9, lr * 0.81])
 
 
+@pytest.mark.parametrize("batch_size, microbatch_size, expected", [
+    (256, 64, 4), (64, 64, 1), (64, None, 1), (60, 64, 1), (100, 64, 1), (96, 32, 3), (5, 1, 5)])
+def test_num_microbatches(batch_size, microbatch_size, expected):
+    assert train.num_microbatches(batch_size, microbatch_size) == expected
+
+
+def test_microbatched_gradient_equals_the_whole_batch():
+    from jaxnet.models import cnn
+
+    classifier = cnn.cnn_classifier()
+    params = classifier.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x = classifier.preprocess(rng.integers(0, 256, (48, 28, 28, 1), dtype=np.uint8))
+    y = rng.integers(0, 10, 48)
+    whole_loss, whole_grads = jax.jit(classifier.loss_and_grads)(params, x, y)
+    loss, grads = jax.jit(train.microbatched(classifier.loss_and_grads, 16))(params, x, y)
+    assert loss == pytest.approx(float(whole_loss), rel=1e-6)
+    for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(whole_grads)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+    # three micro-batches really ran: one of them alone gives another loss
+    first_loss, _ = classifier.loss_and_grads(params, x[0::3], y[0::3])
+    assert abs(float(first_loss) - float(whole_loss)) > 1e-4
+
+
 MULTI_DEVICE_SCRIPT = """
 import dataclasses, json, sys
 sys.path.insert(0, {tests!r})
@@ -157,7 +182,8 @@ dataset = make_dataset(n_train=256, n_val=64, n_test=64)
 out = {{}}
 for model in ["two_layer", "cnn"]:
     base = configs.cnn() if model == "cnn" else configs.two_layer()
-    config = dataclasses.replace(base, epochs=1, batch_size=64, hidden_dim=32, train_eval_size=64, eval_batch_size=64)
+    config = dataclasses.replace(base, epochs=1, batch_size=64, hidden_dim=32, train_eval_size=64, eval_batch_size=64,
+                                 microbatch_size=32 if model == "cnn" else None)
     for name, devices in [("one", jax.devices()[:1]), ("four", jax.devices())]:
         result = train.fit(config, {tmp!r} + "/" + model + name, dataset=dataset, progress=False,
                            mesh=train.data_mesh(devices))

@@ -72,7 +72,7 @@ def fit_contender(config, images, labels, segments: list[list[np.ndarray]]) -> C
 
     classifier = cnn.cnn_classifier()
     optimizer = train.make_optimizer(config)
-    chunk = train.make_train_chunk(classifier, optimizer, unroll=config.unroll)
+    chunk = train.make_train_chunk(classifier, optimizer, unroll=config.unroll, microbatch_size=config.microbatch_size)
     holder = {"state": train.init_state(classifier, optimizer, jax.random.key(config.seed))}
     d_images, d_labels = jax.device_put(images), jax.device_put(labels)
 
@@ -105,7 +105,7 @@ def step_contender(config, images, labels, segments: list[list[np.ndarray]]) -> 
 
     classifier = cnn.cnn_classifier()
     optimizer = train.make_optimizer(config)
-    step = train.make_train_step(classifier, optimizer)
+    step = train.make_train_step(classifier, optimizer, microbatch_size=config.microbatch_size)
     holder = {"state": train.init_state(classifier, optimizer, jax.random.key(config.seed))}
     batches = [s for segment in segments for block in segment for s in _rows(block)]
 

@@ -17,6 +17,12 @@ Why Linen and not NNX: a Linen module is stateless, and its parameters are a pla
 like the hand-written two-layer net's ``{W1, b1, W2, b2}``. So the one jitted training step, optax and the
 checkpoint code handle both models as pytrees, with no split/merge of module state.
 
+conv1 sees a single input channel. XLA:CPU runs such a convolution at about 25 GFLOP/s (a matrix product
+with an inner dimension of 9), so conv1's forward pass is written as the sum of its 9 taps: each a strided
+slice of the padded image times that tap's 64 weights, one fused elementwise loop. Its gradient is XLA's
+own convolution gradient (:func:`conv_by_taps`): the same numbers as ``lax.conv_general_dilated``, and
+the whole training step 7-15% faster on CPU.
+
 Initialization is PyTorch's default for ``nn.Conv2d``/``nn.Linear`` (kaiming-uniform with a = sqrt(5)):
 weights and biases uniform in +-1/sqrt(fan_in), fan_in = k*k*C_in for a convolution, D_in for the linear
 layer. It is what the original PyTorch network trained from, so the results and the PyTorch benchmark
@@ -28,7 +34,8 @@ network in PyTorch (for comparisons; it needs torch).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -36,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import lax
 
 from jaxnet.layers import check_labels
 from jaxnet.models import Classifier
@@ -84,6 +92,66 @@ def leaky_relu(x: Array) -> Array:
     return jnp.where(x >= 0, x, NEGATIVE_SLOPE * x)
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_taps(x: Array, kernel: Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...],
+               precision: Any) -> Array:
+    n, _, _, c_in = x.shape
+    kh, kw = kernel.shape[:2]
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    h_out = (xp.shape[1] - kh) // strides[0] + 1
+    w_out = (xp.shape[2] - kw) // strides[1] + 1
+    y = None
+    for i in range(kh):
+        for j in range(kw):
+            end = (n, i + strides[0] * (h_out - 1) + 1, j + strides[1] * (w_out - 1) + 1, c_in)
+            tap = lax.slice(xp, (0, i, j, 0), end, (1, *strides, 1))  # (N, H_out, W_out, C_in)
+            if c_in == 1:
+                term = tap * kernel[i, j, 0]  # broadcast over C_out: no matrix product
+            else:
+                term = jnp.einsum("nhwc,cd->nhwd", tap, kernel[i, j], precision=precision)
+            y = term if y is None else y + term
+    return y
+
+
+def _conv_taps_fwd(x, kernel, strides, padding, precision):
+    return _conv_taps(x, kernel, strides, padding, precision), (x, kernel)
+
+
+def _conv_taps_bwd(strides, padding, precision, residuals, grad_y):
+    x, kernel = residuals
+    _, vjp = jax.vjp(lambda x, k: lax.conv_general_dilated(x, k, strides, padding, dimension_numbers=_NHWC,
+                                                           precision=precision), x, kernel)
+    return vjp(grad_y)
+
+
+_conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
+
+
+def conv_by_taps(lhs: Array, rhs: Array, window_strides: Sequence[int], padding: Sequence[tuple[int, int]],
+                 lhs_dilation: Sequence[int] | None = None, rhs_dilation: Sequence[int] | None = None,
+                 dimension_numbers: Any = None, feature_group_count: int = 1, precision: Any = None) -> Array:
+    """``lax.conv_general_dilated`` for NHWC images and HWIO kernels, computed as a sum over the kernel's taps.
+
+    A drop-in for ``nn.Conv(conv_general_dilated=...)``: lhs (N, H, W, C_in), rhs (kh, kw, C_in, C_out),
+    explicit padding ``((top, bottom), (left, right))`` -> (N, H_out, W_out, C_out). The forward pass adds
+    kh*kw strided slices of the padded input, each times its tap's (C_in, C_out) weights; for C_in = 1 that
+    is one elementwise loop, several times faster on XLA:CPU than its convolution. The gradient is
+    ``lax.conv_general_dilated``'s (autodiff of the tap sum would reduce over the batch once per tap).
+    """
+    if isinstance(padding, str) or any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ()))):
+        raise NotImplementedError("conv_by_taps takes explicit padding pairs and no dilation")
+    if feature_group_count != 1:
+        raise NotImplementedError("conv_by_taps takes feature_group_count=1")
+    if dimension_numbers is not None and lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC) != \
+            lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers):
+        raise NotImplementedError("conv_by_taps takes NHWC inputs and HWIO kernels")
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _conv_taps(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+
+
 class CNN(nn.Module):
     """The assignment's network (see the module docstring).
 
@@ -118,6 +186,7 @@ class CNN(nn.Module):
                 padding=PADDING,
                 kernel_init=torch_default_kernel_init(),
                 bias_init=torch_default_bias_init(fan_in),
+                conv_general_dilated=conv_by_taps if c_in == 1 else None,  # see the module docstring
                 name=name,
             )
 
