@@ -21,7 +21,7 @@ conv1 sees a single input channel. XLA:CPU runs such a convolution at about 25 G
 with an inner dimension of 9), so conv1's forward pass is written as the sum of its 9 taps: each a strided
 slice of the padded image times that tap's 64 weights, one fused elementwise loop. Its gradient is XLA's
 own convolution gradient (:func:`conv_by_taps`): the same numbers as ``lax.conv_general_dilated``, and
-the whole training step 7-15% faster on CPU.
+the whole training step 5-15% faster on CPU.
 
 Initialization is PyTorch's default for ``nn.Conv2d``/``nn.Linear`` (kaiming-uniform with a = sqrt(5)):
 weights and biases uniform in +-1/sqrt(fan_in), fan_in = k*k*C_in for a convolution, D_in for the linear
